@@ -1,0 +1,46 @@
+"""Run a few sharded train steps on fixed data and print losses + a parameter checksum as JSON.
+
+Launched in a subprocess by test_sharding.py, because the device count (XLA_FLAGS) must be set
+before JAX starts.
+"""
+
+import json
+import sys
+
+import jax
+import numpy as np
+
+from wsolax.config import base_config
+from wsolax.models.registry import build_model
+from wsolax.training import sharding
+from wsolax.training.optim import make_optimizer
+from wsolax.training.state import init_key, init_state
+from wsolax.training.step import make_train_step
+
+
+def main(num_devices: int, steps: int = 3, batch: int = 16) -> dict:
+    cfg = base_config()
+    cfg.model.width = 4
+    mesh = sharding.data_mesh(jax.devices()[:num_devices])
+    model = build_model(cfg)
+    tx, _ = make_optimizer(cfg.optim, 10, 100)
+    init = jax.jit(lambda k: init_state(model, tx, k, (1, 32, 32, 3)),
+                   out_shardings=sharding.replicated(mesh))
+    state = init(init_key(0))
+    step = sharding.shard_step(make_train_step(model, tx), mesh)
+    rng = np.random.default_rng(0)
+    losses = []
+    for _ in range(steps):
+        data = {"image": rng.normal(size=(batch, 32, 32, 3)).astype(np.float32),
+                "label": rng.integers(0, cfg.data.num_classes, batch).astype(np.int32)}
+        state, metrics = step(state, sharding.put_batch(data, mesh), jax.random.key(7))
+        losses.append(float(metrics["loss"]))
+    leaves = [np.asarray(x, np.float64) for x in jax.tree.leaves(state.params)]
+    shard_counts = {len(state.params["head"]["classifier"]["kernel"].sharding.device_set)}
+    return {"devices": len(jax.devices()), "mesh": mesh.size, "losses": losses,
+            "param_sum": float(sum(np.abs(x).sum() for x in leaves)),
+            "replicated_on": sorted(shard_counts)}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(int(sys.argv[1]))))

@@ -1,0 +1,69 @@
+import pytest
+
+from wsolax.config import ConfigError, apply_override, base_config, load_config
+
+CONFIG = "configs/synthetic_cam.py"
+
+
+def test_loads_and_applies_typed_overrides():
+    cfg = load_config(CONFIG, ["--config.train.epochs=3", "--config.optim.lr=0.5",
+                               "--config.model.dtype=bfloat16", "--config.eval.splits=('val','test')",
+                               "--config.optim.nesterov=False"])
+    assert cfg.train.epochs == 3 and isinstance(cfg.train.epochs, int)
+    assert cfg.optim.lr == 0.5
+    assert cfg.model.dtype == "bfloat16"
+    assert cfg.eval.splits == ("val", "test")
+    assert cfg.optim.nesterov is False
+
+
+def test_runlocal_variant():
+    cfg = load_config(CONFIG + ":runlocal")
+    assert cfg.train.epochs == 1 and cfg.data.synthetic.num_train == 128
+
+
+@pytest.mark.parametrize("override, key", [
+    ("--config.train.epoch=3", "train.epoch"),
+    ("--config.modle.width=3", "modle.width"),
+    ("--config.data.synthetic.nope=1", "data.synthetic.nope"),
+])
+def test_unknown_key_is_named(override, key):
+    with pytest.raises(ConfigError, match=f"unknown config key '{key}'"):
+        load_config(CONFIG, [override])
+
+
+def test_unknown_key_suggests_the_close_one():
+    with pytest.raises(ConfigError, match="did you mean 'train.epochs'"):
+        load_config(CONFIG, ["--config.train.epoch=3"])
+
+
+@pytest.mark.parametrize("override, key", [
+    ("--config.train.epochs=abc", "train.epochs"),
+    ("--config.train.epochs=1.5", "train.epochs"),
+    ("--config.train.epochs=0", "train.epochs"),
+    ("--config.optim.lr=-1", "optim.lr"),
+    ("--config.optim.schedule=linear", "optim.schedule"),
+    ("--config.optim.momentum=1.5", "optim.momentum"),
+    ("--config.model.dtype=float16", "model.dtype"),
+    ("--config.data.resize_size=32", "data.resize_size"),
+    ("--config.eval.cam_curve_interval=0", "eval.cam_curve_interval"),
+    ("--config.data.source=web", "data.source"),
+])
+def test_invalid_value_is_named(override, key):
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        load_config(CONFIG, [override])
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("configs/does_not_exist.py")
+
+
+def test_malformed_override():
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_override(base_config(), "--config.train.epochs")
+
+
+def test_every_committed_config_validates():
+    import pathlib
+    for path in sorted(pathlib.Path("configs").glob("*.py")):
+        load_config(path)

@@ -1,0 +1,100 @@
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wsolax.config import base_config
+from wsolax.models import registry
+from wsolax.models.heads import GAPLinearHead
+from wsolax.models.registry import build_model
+from wsolax.training.state import init_key
+
+
+def _model(**model_overrides):
+    cfg = base_config()
+    cfg.model.width = 4
+    for k, v in model_overrides.items():
+        cfg.model[k] = v
+    return cfg, build_model(cfg)
+
+
+def test_output_shapes_and_stride():
+    cfg, model = _model()
+    x = jnp.ones((2, 64, 64, 3))
+    variables = jax.jit(lambda k: model.init(k, x, train=False))(init_key(0))
+    out = jax.jit(lambda v: model.apply(v, x, train=False))(variables)
+    assert out["logits"].shape == (2, cfg.data.num_classes)
+    assert out["cams"].shape == (2, 8, 8, cfg.data.num_classes)
+    assert out["features"].shape == (2, 8, 8, 8 * cfg.model.width)
+
+
+def test_cam_is_the_classifier_applied_at_every_position():
+    # Independent identity: logits_k = mean_hw(features) . W_k + b_k and CAM_k = features . W_k / C,
+    # so mean_hw(CAM_k) * C + b_k must equal logits_k; and CAM_k at one position by hand.
+    head = GAPLinearHead(num_classes=5)
+    feats = jnp.asarray(np.random.default_rng(1).normal(size=(3, 4, 6, 7)), jnp.float32)
+    variables = head.init(init_key(2), feats)
+    logits, cams = head.apply(variables, feats)
+    w = np.asarray(variables["params"]["classifier"]["kernel"])
+    b = np.asarray(variables["params"]["classifier"]["bias"])
+    np.testing.assert_allclose(np.asarray(cams).mean((1, 2)) * 7 + b, logits, rtol=1e-5, atol=1e-5)
+    by_hand = sum(float(feats[1, 2, 3, c]) * w[c, 4] for c in range(7)) / 7
+    assert abs(float(cams[1, 2, 3, 4]) - by_hand) < 1e-5
+
+
+def test_cam_classes_selects_per_image_classes():
+    head = GAPLinearHead(num_classes=6)
+    feats = jnp.asarray(np.random.default_rng(3).normal(size=(2, 3, 3, 4)), jnp.float32)
+    variables = head.init(init_key(4), feats)
+    _, all_cams = head.apply(variables, feats)
+    classes = jnp.array([[5, 0], [2, 2]])
+    _, some = head.apply(variables, feats, classes)
+    for b in range(2):
+        for n in range(2):
+            np.testing.assert_allclose(some[b, ..., n], all_cams[b, ..., int(classes[b, n])], atol=1e-6)
+
+
+class _Double(nn.Module):
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train):
+        return x * 2.0
+
+
+def test_layer_inserted_at_named_stage(monkeypatch):
+    monkeypatch.setitem(registry.METHODS, "double", lambda hp: _Double)
+    cfg, plain = _model()
+    cfg2, doubled = _model(inserts=(("stage4", "double"),))
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 32, 32, 3)), jnp.float32)
+    variables = jax.jit(lambda k: plain.init(k, x, train=False))(init_key(0))
+    a = jax.jit(lambda v: plain.apply(v, x, train=False)["features"])(variables)
+    b = jax.jit(lambda v: doubled.apply(v, x, train=False)["features"])(variables)
+    np.testing.assert_allclose(2 * a, b, rtol=1e-6)
+
+
+def test_unknown_stage_is_named(monkeypatch):
+    monkeypatch.setitem(registry.METHODS, "double", lambda hp: _Double)
+    _, model = _model(inserts=(("pool9", "double"),))
+    with pytest.raises(ValueError, match="no stage named 'pool9'"):
+        model.init(init_key(0), jnp.ones((1, 32, 32, 3)), train=False)
+
+
+def test_unknown_backbone_is_named():
+    cfg = base_config()
+    cfg.model.backbone = "resnet9000"
+    with pytest.raises(ValueError, match="unknown backbone 'resnet9000'"):
+        build_model(cfg)
+
+
+def test_bfloat16_compute_keeps_float32_params_and_outputs():
+    cfg, model = _model(dtype="bfloat16")
+    x = jnp.ones((1, 32, 32, 3))
+    variables = jax.jit(lambda k: model.init(k, x, train=False))(init_key(0))
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))
+    out = jax.jit(lambda v: model.apply(v, x, train=False))(variables)
+    assert out["features"].dtype == jnp.bfloat16
+    assert out["logits"].dtype == jnp.float32 and out["cams"].dtype == jnp.float32

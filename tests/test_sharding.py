@@ -1,0 +1,28 @@
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(forced_devices: int, mesh_devices: int) -> dict:
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={forced_devices}",
+               JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, str(ROOT / "tests" / "sharding_worker.py"), str(mesh_devices)],
+                         env=env, capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_eight_devices_give_the_same_training_as_one():
+    one = _run(1, 1)
+    eight = _run(8, 8)
+    assert one["mesh"] == 1 and eight["mesh"] == 8 and eight["devices"] == 8
+    assert eight["replicated_on"] == [8]  # parameters live on every device
+    # Same maths, only the reduction order across shards differs.
+    np.testing.assert_allclose(eight["losses"], one["losses"], rtol=1e-5)
+    np.testing.assert_allclose(eight["param_sum"], one["param_sum"], rtol=1e-5)
+    assert one["losses"][0] != one["losses"][-1]  # the steps did train

@@ -1,0 +1,68 @@
+"""Command-line entry points behind train.py and eval.py: parse flags, call wsolax, report errors."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from wsolax.config import ConfigError, load_config
+
+
+def _parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, allow_abbrev=False)
+    p.add_argument("--config", required=True, help="configs/<name>.py[:arg]")
+    p.add_argument("--workdir", default=None, help="output folder (default: config.workdir)")
+    return p
+
+
+def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    overrides = [a for a in argv if a.startswith("--config.")]
+    rest = [a for a in argv if not a.startswith("--config.")]
+    return rest, overrides
+
+
+def _fail(error: Exception) -> int:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+
+
+def train_main(argv: list[str]) -> int:
+    rest, overrides = _split_overrides(argv)
+    p = _parser("Train a WSOL model, checkpoint it, then evaluate it.")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
+    args = p.parse_args(rest)
+    from wsolax.data.metadata import DatasetError
+    from wsolax.training.checkpoint import CheckpointError
+    try:
+        cfg = load_config(args.config, overrides)
+        from wsolax.training.loop import train
+        from wsolax.evaluation.run import evaluate, print_summary
+        workdir = Path(args.workdir or cfg.workdir)
+        result = train(cfg, workdir, resume=args.resume)
+        print(f"trained {result.steps_done} steps ({result.total_steps} in the schedule); "
+              f"checkpoints in {workdir / 'checkpoints'}")
+        if cfg.eval.after_training and not args.no_eval:
+            print_summary(evaluate(cfg, workdir))
+    except (ConfigError, DatasetError, CheckpointError, ValueError, FileNotFoundError) as e:
+        return _fail(e)
+    return 0
+
+
+def eval_main(argv: list[str]) -> int:
+    rest, overrides = _split_overrides(argv)
+    p = _parser("Evaluate a trained WSOL checkpoint (MaxBoxAcc, MaxBoxAccV2, PxAP, Top-1/GT-known Loc).")
+    p.add_argument("--split", action="append", default=None,
+                   help="split(s) to evaluate (default: config.eval.splits)")
+    args = p.parse_args(rest)
+    from wsolax.data.metadata import DatasetError
+    from wsolax.training.checkpoint import CheckpointError
+    try:
+        cfg = load_config(args.config, overrides)
+        from wsolax.evaluation.run import evaluate, print_summary
+        workdir = Path(args.workdir or cfg.workdir)
+        print_summary(evaluate(cfg, workdir, splits=args.split))
+    except (ConfigError, DatasetError, CheckpointError, ValueError, FileNotFoundError) as e:
+        return _fail(e)
+    return 0

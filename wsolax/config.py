@@ -1,0 +1,258 @@
+"""Configs as code: load `configs/<name>.py`, apply `--config.a.b=value` overrides, validate.
+
+Every config starts from :func:`base_config`, which lists every key wsolax knows with its default.
+Overrides and config files may only set keys that exist there, so a typo fails loudly with the key's
+name instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib.util
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import ml_collections
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ConfigError(ValueError):
+    """A config file, override or value that wsolax cannot use."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """All keys with their defaults; configs override a subset."""
+    c = ml_collections.ConfigDict()
+    c.name = "unnamed"
+    c.seed = 0
+    c.workdir = "runs/unnamed"
+
+    c.data = ml_collections.ConfigDict()
+    # 'synthetic': generated on first use into `root`; 'folder': any dataset already on disk in the
+    # wsolevaluation metadata layout (metadata_root/<split>/*.txt, image ids relative to image_root).
+    c.data.source = "synthetic"
+    c.data.root = "data/synthetic"
+    c.data.metadata_root = ""
+    c.data.image_root = ""
+    c.data.num_classes = 10
+    c.data.train_split = "train"
+    c.data.val_split = "val"
+    c.data.test_split = "test"
+    c.data.resize_size = 72
+    c.data.crop_size = 64
+    c.data.mean = IMAGENET_MEAN
+    c.data.std = IMAGENET_STD
+    c.data.max_boxes = 4
+    c.data.num_threads = 2
+    # Generator knobs for the embedded dataset (see wsolax.data.synthetic.SyntheticSpec); only the
+    # keys given here override the spec's defaults.
+    c.data.synthetic = ml_collections.ConfigDict()
+    c.data.synthetic.image_size = 64
+    c.data.synthetic.num_train = 2000
+    c.data.synthetic.num_val = 200
+    c.data.synthetic.num_test = 500
+
+    c.model = ml_collections.ConfigDict()
+    c.model.backbone = "tiny"
+    c.model.width = 16
+    c.model.head = "gap_linear"
+    c.model.dtype = "float32"  # compute dtype; params stay float32
+    # Attention-dropout layers inserted after named backbone stages: a tuple of
+    # (stage_name, method_name) pairs; method hyperparameters live in model.methods.<name>.
+    c.model.inserts = ()
+    c.model.methods = ml_collections.ConfigDict()
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.lr = 0.1
+    c.optim.momentum = 0.9
+    c.optim.nesterov = True
+    c.optim.weight_decay = 1e-4
+    c.optim.schedule = "cosine"  # 'cosine' | 'step' | 'constant'
+    c.optim.warmup_epochs = 0.0
+    c.optim.decay_epochs = 10  # step schedule: multiply by decay_factor every decay_epochs
+    c.optim.decay_factor = 0.1
+    # Layers that are new on top of a (possibly pretrained) backbone learn faster (x10 in the papers).
+    c.optim.new_layer_lr_mult = 10.0
+    c.optim.new_layer_prefixes = ("head",)
+
+    c.train = ml_collections.ConfigDict()
+    c.train.batch_size = 64
+    c.train.epochs = 10
+    c.train.log_every_steps = 20
+    c.train.checkpoint_every_steps = 200
+    c.train.keep_checkpoints = 2
+    c.train.val_every_epochs = 0  # 0: no validation during training
+    c.train.max_steps = 0  # 0: epochs decide; >0 stops early (smoke runs, tests)
+    c.train.progress_bar = True
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.batch_size = 100
+    c.eval.cam_curve_interval = 0.001
+    c.eval.iou_thresholds = (30, 50, 70)
+    c.eval.splits = ("test",)
+    c.eval.threshold_split = "val"
+    c.eval.num_overlays = 16
+    c.eval.workers = 1
+    c.eval.after_training = True
+    return c
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """Load `path` (optionally `path:arg` passed to get_config), apply `a.b=value` overrides, validate."""
+    path = str(path)
+    arg = None
+    if ":" in Path(path).name:
+        path, arg = path.rsplit(":", 1)
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file not found: {file}")
+    spec = importlib.util.spec_from_file_location(f"wsolax_config_{file.stem}", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"{file} defines no get_config()")
+    cfg = module.get_config(arg) if arg is not None else module.get_config()
+    check_known_keys(cfg)
+    for item in overrides:
+        apply_override(cfg, item)
+    validate(cfg)
+    return cfg
+
+
+def _flatten(cfg: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, ml_collections.ConfigDict) and not name.startswith("model.methods"):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _unknown_key_error(key: str, known: Sequence[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"unknown config key '{key}'{hint}")
+
+
+def check_known_keys(cfg: ml_collections.ConfigDict) -> None:
+    """Reject keys that base_config() does not define (method hyperparameters are free-form)."""
+    known = _flatten(base_config())
+    for key in _flatten(cfg):
+        if key not in known and not key.startswith("model.methods"):
+            raise _unknown_key_error(key, list(known))
+
+
+def _parse_value(key: str, text: str, current: Any) -> Any:
+    if isinstance(current, str):
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        if isinstance(current, bool) and text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        raise ConfigError(f"config key '{key}': cannot parse value {text!r}") from None
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' expects true/false, got {text!r}")
+    elif isinstance(current, int):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' expects an integer, got {text!r}")
+    elif isinstance(current, float):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' expects a number, got {text!r}")
+        value = float(value)
+    elif isinstance(current, tuple):
+        if isinstance(value, list):
+            value = tuple(value)
+        if not isinstance(value, tuple):
+            value = (value,)
+    return value
+
+
+def apply_override(cfg: ml_collections.ConfigDict, item: str) -> None:
+    """Apply one `a.b=value` override (the `--config.` prefix is optional)."""
+    item = item.removeprefix("--").removeprefix("config.")
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like --config.key=value")
+    key, text = item.split("=", 1)
+    parts = key.split(".")
+    node = cfg
+    for i, part in enumerate(parts[:-1]):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            raise _unknown_key_error(key, list(_flatten(cfg)))
+        node = node[part]
+    leaf = parts[-1]
+    free_form = key.startswith("model.methods.")
+    if not isinstance(node, ml_collections.ConfigDict) or (leaf not in node and not free_form):
+        raise _unknown_key_error(key, list(_flatten(cfg)))
+    current = node[leaf] if leaf in node else None
+    if current is None:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+    else:
+        value = _parse_value(key, text, current)
+    with cfg.unlocked() if hasattr(cfg, "unlocked") else _null():
+        node[leaf] = value
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _require(cond: bool, key: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"config key '{key}': {message}")
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+    """Check values, naming the offending key."""
+    d, m, o, t, e = cfg.data, cfg.model, cfg.optim, cfg.train, cfg.eval
+    _require(d.source in ("synthetic", "folder"), "data.source", "must be 'synthetic' or 'folder'")
+    if d.source == "folder":
+        _require(bool(d.metadata_root), "data.metadata_root", "must be set for data.source='folder'")
+        _require(bool(d.image_root), "data.image_root", "must be set for data.source='folder'")
+    _require(d.num_classes >= 2, "data.num_classes", f"must be >= 2, got {d.num_classes}")
+    _require(d.crop_size >= 16, "data.crop_size", f"must be >= 16, got {d.crop_size}")
+    _require(d.resize_size >= d.crop_size, "data.resize_size",
+             f"must be >= data.crop_size ({d.crop_size}), got {d.resize_size}")
+    _require(len(d.mean) == 3 and len(d.std) == 3, "data.mean", "mean and std need 3 values")
+    _require(all(s > 0 for s in d.std), "data.std", "must be positive")
+    _require(d.max_boxes >= 1, "data.max_boxes", "must be >= 1")
+    _require(m.dtype in ("float32", "bfloat16"), "model.dtype", "must be 'float32' or 'bfloat16'")
+    _require(m.width >= 1, "model.width", "must be >= 1")
+    for pair in m.inserts:
+        _require(isinstance(pair, (tuple, list)) and len(pair) == 2, "model.inserts",
+                 f"entries must be (stage, method) pairs, got {pair!r}")
+    _require(o.lr > 0 and math.isfinite(o.lr), "optim.lr", f"must be a positive number, got {o.lr}")
+    _require(0 <= o.momentum < 1, "optim.momentum", f"must be in [0, 1), got {o.momentum}")
+    _require(o.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
+    _require(o.schedule in ("cosine", "step", "constant"), "optim.schedule",
+             f"must be 'cosine', 'step' or 'constant', got {o.schedule!r}")
+    _require(o.decay_epochs > 0, "optim.decay_epochs", "must be > 0")
+    _require(0 < o.decay_factor <= 1, "optim.decay_factor", "must be in (0, 1]")
+    _require(o.new_layer_lr_mult > 0, "optim.new_layer_lr_mult", "must be > 0")
+    _require(o.warmup_epochs >= 0, "optim.warmup_epochs", "must be >= 0")
+    _require(t.batch_size >= 1, "train.batch_size", f"must be >= 1, got {t.batch_size}")
+    _require(t.epochs >= 1, "train.epochs", f"must be >= 1, got {t.epochs}")
+    _require(t.max_steps >= 0, "train.max_steps", "must be >= 0")
+    _require(t.checkpoint_every_steps >= 1, "train.checkpoint_every_steps", "must be >= 1")
+    _require(t.keep_checkpoints >= 1, "train.keep_checkpoints", "must be >= 1")
+    _require(t.log_every_steps >= 1, "train.log_every_steps", "must be >= 1")
+    _require(e.batch_size >= 1, "eval.batch_size", "must be >= 1")
+    _require(0 < e.cam_curve_interval < 1, "eval.cam_curve_interval", "must be in (0, 1)")
+    _require(all(0 < x <= 100 for x in e.iou_thresholds), "eval.iou_thresholds",
+             "must be percentages in (0, 100]")
+    _require(e.num_overlays >= 0, "eval.num_overlays", "must be >= 0")
+    _require(e.workers >= 1, "eval.workers", "must be >= 1")

@@ -1,0 +1,34 @@
+"""Resolve a config's `data` section into split metadata (generating the embedded set if needed)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import ml_collections
+
+from wsolax.data import metadata as md
+
+
+def dataset_roots(data_cfg: ml_collections.ConfigDict) -> tuple[Path, Path]:
+    """(metadata_root, image_root); generates the embedded synthetic set on first use."""
+    if data_cfg.source == "synthetic":
+        from wsolax.data.synthetic import SyntheticSpec, write_synthetic_dataset
+
+        fields = {f.name for f in dataclasses.fields(SyntheticSpec)}
+        overrides = {k: (tuple(v) if isinstance(v, list) else v)
+                     for k, v in data_cfg.synthetic.items() if k in fields}
+        unknown = set(data_cfg.synthetic.keys()) - fields
+        if unknown:
+            raise ValueError(f"config key 'data.synthetic.{sorted(unknown)[0]}' is not a "
+                             f"SyntheticSpec field; fields are {sorted(fields)}")
+        spec = SyntheticSpec(num_classes=data_cfg.num_classes, **overrides)
+        root = write_synthetic_dataset(data_cfg.root, spec)
+        return Path(root) / "metadata", Path(root)
+    return Path(data_cfg.metadata_root), Path(data_cfg.image_root)
+
+
+def load_split(data_cfg: ml_collections.ConfigDict, split: str, check_files: bool = True):
+    metadata_root, image_root = dataset_roots(data_cfg)
+    return md.load_split(metadata_root, image_root, split, num_classes=data_cfg.num_classes,
+                         check_files=check_files)

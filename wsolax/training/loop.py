@@ -1,0 +1,133 @@
+"""The training loop: data, model, optimizer, sharded jitted steps, logging, checkpoints."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+from tqdm import tqdm
+
+from wsolax import datasets
+from wsolax.data import pipeline
+from wsolax.models.registry import build_model
+from wsolax.training import sharding
+from wsolax.training.checkpoint import CheckpointError, Checkpointer, model_stamp
+from wsolax.training.optim import make_optimizer
+from wsolax.training.state import TrainState, init_key, init_state
+from wsolax.training.step import make_train_step
+from wsolax.training.writers import MetricWriter
+
+
+@dataclass
+class TrainResult:
+    state: TrainState
+    steps_done: int
+    total_steps: int
+    workdir: Path
+    images_per_second: float
+
+
+def save_config(cfg: ml_collections.ConfigDict, workdir: Path) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(cfg.to_json_best_effort(indent=2))
+
+
+def build_training(cfg: ml_collections.ConfigDict, num_train_images: int, mesh):
+    """Model, optimizer, initial state and step count; shared by training, resume and evaluation."""
+    steps_per_epoch = num_train_images // cfg.train.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"config key 'train.batch_size': {cfg.train.batch_size} is larger than the "
+                         f"{num_train_images} training images")
+    total_steps = steps_per_epoch * cfg.train.epochs
+    model = build_model(cfg)
+    tx, schedule = make_optimizer(cfg.optim, steps_per_epoch, total_steps)
+    init = jax.jit(lambda key: init_state(
+        model, tx, key, (1, cfg.data.crop_size, cfg.data.crop_size, 3)),
+        out_shardings=sharding.replicated(mesh))
+    state = init(init_key(cfg.seed))
+    return model, tx, schedule, state, steps_per_epoch, total_steps
+
+
+def train(cfg: ml_collections.ConfigDict, workdir: str | Path | None = None, resume: bool = False,
+          devices=None) -> TrainResult:
+    workdir = Path(workdir or cfg.workdir)
+    mesh = sharding.data_mesh(devices)
+    sharding.check_batch_size(cfg.train.batch_size, mesh, "train.batch_size")
+    train_split = datasets.load_split(cfg.data, cfg.data.train_split)
+
+    model, tx, schedule, state, steps_per_epoch, total_steps = build_training(
+        cfg, len(train_split.image_ids), mesh)
+    stamp = model_stamp(cfg, state)
+    ckpt = Checkpointer(workdir / "checkpoints", keep=cfg.train.keep_checkpoints)
+    if ckpt.latest_step() is not None:
+        if not resume:
+            raise CheckpointError(
+                f"{workdir} already holds checkpoints (latest step {ckpt.latest_step()}); pass "
+                f"--resume to continue from it, or choose another workdir (nothing was overwritten)")
+        state = ckpt.restore(state, stamp)
+    save_config(cfg, workdir)
+
+    start = int(jax.device_get(state.step))
+    end = total_steps if not cfg.train.max_steps else min(total_steps, cfg.train.max_steps)
+    run_key = jax.random.key(cfg.seed)
+    step_fn = sharding.shard_step(make_train_step(model, tx), mesh)
+    batches = pipeline.train_batches(
+        train_split, batch_size=cfg.train.batch_size, resize_size=cfg.data.resize_size,
+        crop_size=cfg.data.crop_size, seed=cfg.seed, mean=cfg.data.mean, std=cfg.data.std,
+        max_boxes=cfg.data.max_boxes)
+    writer = MetricWriter(workdir)
+    bar = tqdm(total=end, initial=start, desc="train", unit="step", dynamic_ncols=True,
+               disable=not cfg.train.progress_bar)
+    images_per_second = 0.0
+    window, window_start, window_steps = [], time.perf_counter(), 0
+    try:
+        iterator = pipeline.iterate(batches, start_step=start, num_threads=cfg.data.num_threads)
+        for step in range(start, end):
+            batch = next(iterator)
+            batch = sharding.put_batch({"image": batch["image"], "label": batch["label"]}, mesh)
+            state, metrics = step_fn(state, batch, run_key)
+            window.append(metrics)
+            window_steps += 1
+            done = step + 1
+            if done % cfg.train.log_every_steps == 0 or done == end:
+                means = {k: float(np.mean([jax.device_get(m[k]) for m in window])) for k in window[0]}
+                elapsed = time.perf_counter() - window_start
+                images_per_second = window_steps * cfg.train.batch_size / max(elapsed, 1e-9)
+                means.update(lr=float(schedule(step)), images_per_second=images_per_second,
+                             epoch=done / steps_per_epoch)
+                writer.write(done, means)
+                bar.set_postfix(loss=f"{means['loss']:.3f}", acc=f"{means['accuracy']:.3f}",
+                                img_s=f"{images_per_second:.0f}")
+                window, window_start, window_steps = [], time.perf_counter(), 0
+            bar.update(1)
+            if done % cfg.train.checkpoint_every_steps == 0:
+                ckpt.save(state, stamp)
+        ckpt.save(state, stamp)
+        ckpt.wait()
+    finally:
+        bar.close()
+        writer.close()
+        ckpt.close()
+    return TrainResult(state=state, steps_done=end - start, total_steps=total_steps,
+                       workdir=workdir, images_per_second=images_per_second)
+
+
+
+def restore_for_eval(cfg: ml_collections.ConfigDict, workdir: Path, mesh):
+    """Model + latest checkpointed state for evaluation (refuses a checkpoint of another model)."""
+    train_split = datasets.load_split(cfg.data, cfg.data.train_split, check_files=False)
+    model, _, _, state, _, _ = build_training(cfg, len(train_split.image_ids), mesh)
+    ckpt = Checkpointer(Path(workdir) / "checkpoints")
+    try:
+        if ckpt.latest_step() is None:
+            raise CheckpointError(f"no checkpoint in {Path(workdir) / 'checkpoints'}; train first")
+        state = ckpt.restore(state, model_stamp(cfg, state))
+    finally:
+        ckpt.close()
+    return model, state
+
+
