@@ -1,0 +1,303 @@
+"""Reading and validating a split in the wsolevaluation metadata layout.
+
+Layout (Choe et al., CVPR'20), for each split under `<metadata_root>/<split>/`:
+
+  image_ids.txt     one image id per line; the id is the image path relative
+                    to the image root
+  class_labels.txt  id,label
+  image_sizes.txt   id,w,h
+  localization.txt  id,x0,y0,x1,y1   one line per box, original pixel coords
+  masks.txt         id,mask_path,ignore_path   optional, one line per instance
+                    mask; ignore_path may be empty (OpenImages format)
+
+Everything is validated eagerly, so a broken dataset fails at start-up with a
+message naming the file, line and id, not hours into training.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from wsolax.data.errors import DatasetError
+from wsolax.data.image_io import decode_grey, decode_rgb
+
+IMAGE_IDS_FILE = "image_ids.txt"
+CLASS_LABELS_FILE = "class_labels.txt"
+IMAGE_SIZES_FILE = "image_sizes.txt"
+LOCALIZATION_FILE = "localization.txt"
+MASKS_FILE = "masks.txt"
+
+# Values of the mask returned by `load_mask`, as the evaluator expects them.
+MASK_BACKGROUND = 0
+MASK_FOREGROUND = 1
+MASK_IGNORE = 255
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SplitMetadata:
+    """Validated metadata of one split. Boxes are (k, 4) x0,y0,x1,y1 float64."""
+
+    split: str
+    image_root: Path
+    image_ids: list[str]
+    labels: dict[str, int]
+    sizes: dict[str, tuple[int, int]]  # (w, h) of the original image
+    boxes: dict[str, np.ndarray]
+    # id -> (instance mask paths, ignore mask path or None); None: no masks.txt.
+    masks: dict[str, tuple[tuple[str, ...], str | None]] | None
+    num_classes: int
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def image_path(self, image_id: str) -> Path:
+        return self.image_root / image_id
+
+    @property
+    def max_boxes(self) -> int:
+        """Largest number of boxes of any image (the padding size for batches)."""
+        return max(len(b) for b in self.boxes.values())
+
+
+def _where(path: Path, lineno: int, image_id: str | None = None) -> str:
+    where = f"{path}:{lineno}"
+    return where if image_id is None else f"{where} (id {image_id!r})"
+
+
+def _read_lines(path: Path) -> list[tuple[int, str]]:
+    """(1-based line number, text) of the non-blank lines of a metadata file."""
+    if not path.is_file():
+        raise DatasetError(f"missing metadata file {path}")
+    with open(path, encoding="utf-8") as f:
+        lines = [(n, line.rstrip("\r\n")) for n, line in enumerate(f, start=1)]
+    return [(n, line) for n, line in lines if line.strip()]
+
+
+def _fields(path: Path, lineno: int, line: str, count: int) -> list[str]:
+    """Splits `id,f1,...,f{count-1}`; splitting from the right keeps commas in ids."""
+    parts = line.rsplit(",", count - 1)
+    if len(parts) != count or not parts[0]:
+        raise DatasetError(
+            f"{_where(path, lineno)}: expected {count} comma-separated fields, "
+            f"got {line!r}")
+    return [p.strip() for p in parts]
+
+
+def _number(path: Path, lineno: int, image_id: str, text: str, kind=float):
+    try:
+        return kind(text)
+    except ValueError:
+        raise DatasetError(
+            f"{_where(path, lineno, image_id)}: {text!r} is not a valid "
+            f"{kind.__name__}") from None
+
+
+def _check_known(path: Path, lineno: int, image_id: str, known: dict) -> None:
+    if image_id not in known:
+        raise DatasetError(
+            f"{_where(path, lineno, image_id)}: id is not listed in "
+            f"{IMAGE_IDS_FILE}")
+
+
+def _read_image_ids(path: Path) -> list[str]:
+    first_line: dict[str, int] = {}
+    for lineno, line in _read_lines(path):
+        image_id = line.strip()
+        if image_id in first_line:
+            raise DatasetError(
+                f"{_where(path, lineno, image_id)}: duplicate id (first on line "
+                f"{first_line[image_id]})")
+        first_line[image_id] = lineno
+    if not first_line:
+        raise DatasetError(f"{path}: empty split (no image ids)")
+    return list(first_line)
+
+
+def _read_labels(path: Path, known: dict, num_classes: int | None) -> dict[str, int]:
+    labels: dict[str, int] = {}
+    for lineno, line in _read_lines(path):
+        image_id, label = _fields(path, lineno, line, 2)
+        _check_known(path, lineno, image_id, known)
+        if image_id in labels:
+            raise DatasetError(f"{_where(path, lineno, image_id)}: duplicate label")
+        label = _number(path, lineno, image_id, label, int)
+        if label < 0 or (num_classes is not None and label >= num_classes):
+            valid = f"in [0, {num_classes})" if num_classes is not None else ">= 0"
+            raise DatasetError(
+                f"{_where(path, lineno, image_id)}: label {label} is out of "
+                f"range, must be {valid}")
+        labels[image_id] = label
+    return labels
+
+
+def _read_sizes(path: Path, known: dict) -> dict[str, tuple[int, int]]:
+    sizes: dict[str, tuple[int, int]] = {}
+    for lineno, line in _read_lines(path):
+        image_id, w, h = _fields(path, lineno, line, 3)
+        _check_known(path, lineno, image_id, known)
+        if image_id in sizes:
+            raise DatasetError(f"{_where(path, lineno, image_id)}: duplicate size")
+        w, h = (_number(path, lineno, image_id, v, int) for v in (w, h))
+        if w <= 0 or h <= 0:
+            raise DatasetError(
+                f"{_where(path, lineno, image_id)}: image size must be positive, "
+                f"got w={w}, h={h}")
+        sizes[image_id] = (w, h)
+    return sizes
+
+
+def _read_boxes(path: Path, sizes: dict[str, tuple[int, int]]) -> dict[str, np.ndarray]:
+    boxes: dict[str, list[list[float]]] = {}
+    for lineno, line in _read_lines(path):
+        image_id, *coords = _fields(path, lineno, line, 5)
+        _check_known(path, lineno, image_id, sizes)
+        x0, y0, x1, y1 = (_number(path, lineno, image_id, c) for c in coords)
+        if not all(np.isfinite((x0, y0, x1, y1))):
+            raise DatasetError(f"{_where(path, lineno, image_id)}: non-finite box")
+        if x1 < x0 or y1 < y0:
+            raise DatasetError(
+                f"{_where(path, lineno, image_id)}: inverted box "
+                f"({x0}, {y0}, {x1}, {y1}) needs x0 <= x1 and y0 <= y1")
+        w, h = sizes[image_id]
+        # Boxes may touch the far edge (x1 == w): several benchmark sets store
+        # x1 = x0 + width, so an exclusive right edge must be accepted.
+        if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+            raise DatasetError(
+                f"{_where(path, lineno, image_id)}: box ({x0}, {y0}, {x1}, {y1}) "
+                f"lies outside the {w}x{h} image")
+        boxes.setdefault(image_id, []).append([x0, y0, x1, y1])
+    return {k: np.asarray(v, dtype=np.float64) for k, v in boxes.items()}
+
+
+def _read_masks(path: Path, known: dict) -> dict[str, tuple[tuple[str, ...], str | None]]:
+    instances: dict[str, list[str]] = {}
+    ignores: dict[str, str | None] = {}
+    for lineno, line in _read_lines(path):
+        # Three path fields: commas inside paths would be ambiguous, so forbid them.
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 3 or not parts[0] or not parts[1]:
+            raise DatasetError(
+                f"{_where(path, lineno)}: expected 'id,mask_path,ignore_path' "
+                f"(ignore_path may be empty), got {line!r}")
+        image_id, mask_path, ignore_path = parts
+        _check_known(path, lineno, image_id, known)
+        ignore = ignore_path or None
+        if image_id in ignores and ignores[image_id] != ignore:
+            raise DatasetError(
+                f"{_where(path, lineno, image_id)}: ignore mask {ignore!r} differs "
+                f"from the earlier line's {ignores[image_id]!r}")
+        instances.setdefault(image_id, []).append(mask_path)
+        ignores[image_id] = ignore
+    return {k: (tuple(v), ignores[k]) for k, v in instances.items()}
+
+
+def _require_all(path: Path, image_ids: list[str], table: dict) -> None:
+    missing = [i for i in image_ids if i not in table]
+    if missing:
+        raise DatasetError(
+            f"{path}: {len(missing)} image id(s) have no entry, e.g. "
+            f"{missing[0]!r}")
+
+
+def _check_files_exist(image_root: Path, what: str, listed_in: Path, rel_paths) -> None:
+    missing = [p for p in rel_paths if not (image_root / p).is_file()]
+    if missing:
+        shown = ", ".join(str(image_root / p) for p in missing[:3])
+        raise DatasetError(
+            f"{len(missing)} {what} file(s) listed in {listed_in} are missing "
+            f"under {image_root}, e.g. {shown}")
+
+
+def load_split(
+    metadata_root: str | os.PathLike,
+    image_root: str | os.PathLike,
+    split: str,
+    num_classes: int | None = None,
+    check_files: bool = True,
+) -> SplitMetadata:
+    """Reads and validates `<metadata_root>/<split>/`; raises DatasetError.
+
+    `num_classes` None infers it as max label + 1. `check_files` verifies that
+    every listed image (and mask) exists; decoding is left to `verify_images`.
+    """
+    folder = Path(metadata_root) / split
+    if not folder.is_dir():
+        raise DatasetError(f"metadata folder for split {split!r} not found: {folder}")
+    image_root = Path(image_root)
+
+    image_ids = _read_image_ids(folder / IMAGE_IDS_FILE)
+    known = dict.fromkeys(image_ids)
+    labels = _read_labels(folder / CLASS_LABELS_FILE, known, num_classes)
+    sizes = _read_sizes(folder / IMAGE_SIZES_FILE, known)
+    _require_all(folder / CLASS_LABELS_FILE, image_ids, labels)
+    _require_all(folder / IMAGE_SIZES_FILE, image_ids, sizes)
+    boxes = _read_boxes(folder / LOCALIZATION_FILE, sizes)
+    _require_all(folder / LOCALIZATION_FILE, image_ids, boxes)
+    masks = None
+    if (folder / MASKS_FILE).exists():
+        masks = _read_masks(folder / MASKS_FILE, known)
+        _require_all(folder / MASKS_FILE, image_ids, masks)
+    if num_classes is None:
+        num_classes = max(labels.values()) + 1
+
+    if check_files:
+        _check_files_exist(image_root, "image", folder / IMAGE_IDS_FILE, image_ids)
+        if masks is not None:
+            mask_files = {p for paths, ignore in masks.values()
+                          for p in (*paths, *([ignore] if ignore else []))}
+            _check_files_exist(image_root, "mask", folder / MASKS_FILE, sorted(mask_files))
+
+    return SplitMetadata(
+        split=split, image_root=image_root, image_ids=image_ids, labels=labels,
+        sizes=sizes, boxes=boxes, masks=masks, num_classes=num_classes)
+
+
+def _verify_one(meta: SplitMetadata, image_id: str) -> str | None:
+    try:
+        h, w = decode_rgb(meta.image_path(image_id)).shape[:2]
+    except DatasetError as e:
+        return str(e)
+    if (w, h) != meta.sizes[image_id]:
+        return (f"{meta.image_path(image_id)}: decoded size {w}x{h} differs from "
+                f"{IMAGE_SIZES_FILE}'s {meta.sizes[image_id][0]}x{meta.sizes[image_id][1]}")
+    return None
+
+
+def verify_images(meta: SplitMetadata, num_threads: int = 8) -> list[str]:
+    """Decodes every image of the split; returns one message per bad image.
+
+    An image is bad if it does not decode or its size disagrees with
+    image_sizes.txt (boxes would then be scaled wrongly). Empty list: all good.
+    """
+    with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
+        results = pool.map(lambda i: _verify_one(meta, i), meta.image_ids)
+        return [r for r in results if r is not None]
+
+
+def load_mask(meta: SplitMetadata, image_id: str, out_hw: tuple[int, int]) -> np.ndarray:
+    """Evaluation mask of `image_id` at size `out_hw`: uint8, 1 fg, 0 bg, 255 ignore.
+
+    Instance masks are OR-ed (any value > 127 is foreground); ignore pixels are
+    those of the ignore mask that are not foreground. Every mask is resized on
+    its own with nearest neighbour so instance masks of differing sizes work.
+    """
+    if meta.masks is None:
+        raise DatasetError(f"split {meta.split!r} has no {MASKS_FILE}")
+    paths, ignore_path = meta.masks[image_id]
+    size_wh = (out_hw[1], out_hw[0])
+
+    def read(rel_path: str) -> np.ndarray:
+        mask = decode_grey(meta.image_root / rel_path)
+        return cv2.resize(mask, size_wh, interpolation=cv2.INTER_NEAREST) > 127
+
+    foreground = np.logical_or.reduce([read(p) for p in paths])
+    out = foreground.astype(np.uint8) * MASK_FOREGROUND
+    if ignore_path is not None:
+        out[read(ignore_path) & ~foreground] = MASK_IGNORE
+    return out

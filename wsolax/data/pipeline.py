@@ -1,0 +1,241 @@
+"""grain input pipelines for training and evaluation.
+
+Both return a `grain.MapDataset` whose element i is batch i, a dict of numpy
+arrays of fixed shapes (jitted steps never recompile):
+
+  image      float32 (B, H, W, 3) normalised; uint8 if mean and std are None
+  label      int32 (B,)
+  index      int32 (B,) position of the image in split.image_ids (-1: padding)
+  boxes      float32 (B, max_boxes, 4) x0, y0, x1, y1 in the batch image's
+             pixels, zero-padded past num_boxes
+  num_boxes  int32 (B,)
+  valid      bool (B,) eval only: False for the padding of the last batch
+
+Training batch i is a pure function of (seed, i): the epoch's order comes from
+grain's index shuffle seeded by (seed, epoch), and each example's crop / flip
+from a generator seeded by (seed, position in the stream). So resuming at
+step s is `iterate(ds, start_step=s)`, with no iterator state to checkpoint.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import sys
+from collections.abc import Iterator, Sequence
+
+import grain
+import numpy as np
+
+from wsolax.data.errors import DatasetError
+from wsolax.data.image_io import decode_rgb
+from wsolax.data.metadata import SplitMetadata
+from wsolax.data.transforms import (
+    IMAGENET_MEAN, IMAGENET_STD, Normalizer, as_hw, crop_boxes, hflip_boxes,
+    pad_boxes, resize, scale_boxes)
+
+Batch = dict[str, np.ndarray]
+
+
+class _Images:
+    """What the transforms need to know about a split, as flat picklable
+    arrays (so the pipeline also works with grain's multiprocessing)."""
+
+    def __init__(self, meta: SplitMetadata, max_boxes: int | None, cache: bool):
+        ids = meta.image_ids
+        self.paths = [str(meta.image_path(i)) for i in ids]
+        self.labels = np.array([meta.labels[i] for i in ids], dtype=np.int32)
+        self.sizes_hw = [(meta.sizes[i][1], meta.sizes[i][0]) for i in ids]
+        self.boxes = [meta.boxes[i].astype(np.float32) for i in ids]
+        self.max_boxes = meta.max_boxes if max_boxes is None else max_boxes
+        if self.max_boxes < meta.max_boxes:
+            raise ValueError(
+                f"max_boxes={max_boxes} but an image of split {meta.split!r} has "
+                f"{meta.max_boxes} boxes")
+        self.cache = None
+        if cache:
+            with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
+                self.cache = list(pool.map(self._decode, range(len(ids))))
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int) -> np.ndarray:
+        return self._decode(index) if self.cache is None else self.cache[index]
+
+    def _decode(self, index: int) -> np.ndarray:
+        image = decode_rgb(self.paths[index])
+        if image.shape[:2] != self.sizes_hw[index]:
+            # Boxes are in the listed size's pixels; scaling them by the wrong
+            # size would silently corrupt localization, so refuse.
+            h, w = self.sizes_hw[index]
+            raise DatasetError(
+                f"{self.paths[index]}: decoded size {image.shape[1]}x{image.shape[0]} "
+                f"differs from image_sizes.txt's {w}x{h}")
+        return image
+
+    def example(self, index: int, image: np.ndarray, boxes: np.ndarray) -> dict:
+        padded, count = pad_boxes(boxes, self.max_boxes)
+        return dict(image=np.ascontiguousarray(image), label=self.labels[index],
+                    index=np.int32(index), boxes=padded, num_boxes=count)
+
+
+class _TrainExample:
+    """Resize, random crop, random horizontal flip (boxes follow along)."""
+
+    def __init__(self, images: _Images, resize_hw, crop_hw):
+        if crop_hw[0] > resize_hw[0] or crop_hw[1] > resize_hw[1]:
+            raise ValueError(f"crop_size {crop_hw} exceeds resize_size {resize_hw}")
+        self.images, self.resize_hw, self.crop_hw = images, resize_hw, crop_hw
+
+    def __call__(self, index: int, rng: np.random.Generator) -> dict:
+        image = self.images.load(index)
+        boxes = scale_boxes(self.images.boxes[index], image.shape[:2], self.resize_hw)
+        image = resize(image, self.resize_hw)
+        (rh, rw), (ch, cw) = self.resize_hw, self.crop_hw
+        top, left = int(rng.integers(rh - ch + 1)), int(rng.integers(rw - cw + 1))
+        image = image[top:top + ch, left:left + cw]
+        boxes = crop_boxes(boxes, top, left, self.crop_hw)
+        if rng.random() < 0.5:
+            image = image[:, ::-1]
+            boxes = hflip_boxes(boxes, cw)
+        return self.images.example(index, image, boxes)
+
+
+class _EvalExample:
+    """Plain resize to the crop size, as the benchmark does (no crop)."""
+
+    def __init__(self, images: _Images, crop_hw):
+        self.images, self.crop_hw = images, crop_hw
+
+    def __call__(self, index: int) -> dict:
+        image = self.images.load(index)
+        boxes = scale_boxes(self.images.boxes[index], image.shape[:2], self.crop_hw)
+        return self.images.example(index, resize(image, self.crop_hw), boxes)
+
+
+class _Collate:
+    """Stacks examples, normalises the whole batch at once and, for eval,
+    pads a short last batch to full size with a `valid` mask."""
+
+    def __init__(self, normalizer: Normalizer | None, pad_to: int | None = None):
+        self.normalizer, self.pad_to = normalizer, pad_to
+
+    def __call__(self, examples: Sequence[dict]) -> Batch:
+        batch = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+        if self.normalizer is not None:
+            batch["image"] = self.normalizer(batch["image"])
+        if self.pad_to is not None:
+            # Padding is all zeros (after normalisation), index -1.
+            missing = self.pad_to - len(examples)
+            for key, value in batch.items():
+                fill = -1 if key == "index" else 0
+                pad = np.full((missing, *value.shape[1:]), fill, dtype=value.dtype)
+                batch[key] = np.concatenate([value, pad])
+            batch["valid"] = np.arange(self.pad_to) < len(examples)
+        return batch
+
+
+def _normalizer(mean, std) -> Normalizer | None:
+    if (mean is None) != (std is None):
+        raise ValueError("give both mean and std, or neither (uint8 images)")
+    return None if mean is None else Normalizer(mean, std)
+
+
+def _stream_seeds(seed: int) -> tuple[int, int]:
+    """Independent 32-bit seeds for the shuffle and the augmentation."""
+    shuffle_seed, augment_seed = np.random.SeedSequence(seed).generate_state(2)
+    return int(shuffle_seed), int(augment_seed)
+
+
+def steps_per_epoch(meta: SplitMetadata, batch_size: int, drop_remainder: bool = True) -> int:
+    return len(meta) // batch_size if drop_remainder else -(-len(meta) // batch_size)
+
+
+def train_batches(
+    meta: SplitMetadata,
+    *,
+    batch_size: int,
+    resize_size: int | Sequence[int],
+    crop_size: int | Sequence[int],
+    seed: int,
+    mean: Sequence[float] | None = IMAGENET_MEAN,
+    std: Sequence[float] | None = IMAGENET_STD,
+    drop_remainder: bool = True,
+    max_boxes: int | None = None,
+    cache_images: bool = False,
+) -> grain.MapDataset:
+    """Infinite training stream; element i is batch i (see module docstring).
+
+    Each epoch is a fresh permutation of the split. With drop_remainder the
+    last partial batch of each epoch is dropped, so all batches have
+    batch_size examples; `steps_per_epoch` gives the batches per epoch.
+    `max_boxes` defaults to the split's largest box count. `cache_images`
+    decodes every image once, up front, and keeps it in memory: for small
+    sets (the synthetic one is ~60 MB) it takes decoding out of the loop.
+    """
+    images = _Images(meta, max_boxes, cache_images)
+    if batch_size <= 0 or (drop_remainder and len(images) < batch_size):
+        raise ValueError(f"batch_size={batch_size} does not fit {len(images)} images")
+    shuffle_seed, augment_seed = _stream_seeds(seed)
+    return (
+        grain.MapDataset.range(len(images))
+        .shuffle(seed=shuffle_seed)
+        # Seeded by the element's position in the (repeated) stream, so
+        # every epoch gets new crops and flips.
+        .random_map(_TrainExample(images, as_hw(resize_size), as_hw(crop_size)),
+                    seed=augment_seed)
+        .batch(batch_size, drop_remainder=drop_remainder,
+               batch_fn=_Collate(_normalizer(mean, std)))
+        .repeat()
+    )
+
+
+def eval_batches(
+    meta: SplitMetadata,
+    *,
+    batch_size: int,
+    crop_size: int | Sequence[int],
+    mean: Sequence[float] | None = IMAGENET_MEAN,
+    std: Sequence[float] | None = IMAGENET_STD,
+    max_boxes: int | None = None,
+    cache_images: bool = False,
+) -> grain.MapDataset:
+    """One pass over the split in file order; the last batch is padded to
+    batch_size and carries `valid` (see module docstring). `max_boxes` and
+    `cache_images` as in `train_batches`."""
+    images = _Images(meta, max_boxes, cache_images)
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    return (
+        grain.MapDataset.range(len(images))
+        .map(_EvalExample(images, as_hw(crop_size)))
+        .batch(batch_size, drop_remainder=False,
+               batch_fn=_Collate(_normalizer(mean, std), pad_to=batch_size))
+    )
+
+
+def iterate(ds: grain.MapDataset, start_step: int = 0, *, num_threads: int = 4,
+            prefetch_buffer_size: int = 8, num_workers: int = 0) -> Iterator[Batch]:
+    """Iterates batches start_step, start_step + 1, ... of `ds`, building up
+    to `num_threads` batches in parallel threads ahead of the consumer.
+    Finite datasets simply end.
+
+    Threads help as far as decoding and OpenCV release the GIL; for small
+    images Python overhead dominates, so `num_workers` > 0 additionally
+    spreads the work over that many processes (grain's mp_prefetch; batches
+    are identical, just faster). grain then needs absl flags to be parsed,
+    which absl.app.run does.
+    """
+    if start_step < 0:
+        raise ValueError(f"start_step must be >= 0, got {start_step}")
+    if start_step:
+        if len(ds) < sys.maxsize and start_step >= len(ds):
+            return iter(())
+        ds = ds[start_step:]
+    options = grain.ReadOptions(num_threads=num_threads,
+                                prefetch_buffer_size=prefetch_buffer_size)
+    stream = ds.to_iter_dataset(options)
+    if num_workers > 0:
+        stream = stream.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+    return iter(stream)
