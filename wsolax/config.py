@@ -48,6 +48,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.std = IMAGENET_STD
     c.data.max_boxes = 4
     c.data.num_threads = 2
+    # Decode every training image once before training starts, so a corrupt or mis-sized file
+    # stops the run before any step (seconds for small sets; turn off for ImageNet-sized ones).
+    c.data.verify_images = True
+    # Keep decoded training images in memory (small datasets: takes decoding out of the loop).
+    c.data.cache_images = False
     # Generator knobs for the embedded dataset (see wsolax.data.synthetic.SyntheticSpec); only the
     # keys given here override the spec's defaults.
     c.data.synthetic = ml_collections.ConfigDict()
@@ -150,7 +155,12 @@ def check_known_keys(cfg: ml_collections.ConfigDict) -> None:
 
 def _parse_value(key: str, text: str, current: Any) -> Any:
     if isinstance(current, str):
-        return text
+        # Accept both --config.a=text and --config.a="'text'" (a quoted Python literal).
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+        return value if isinstance(value, str) else text
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):

@@ -28,7 +28,16 @@ def dataset_roots(data_cfg: ml_collections.ConfigDict) -> tuple[Path, Path]:
     return Path(data_cfg.metadata_root), Path(data_cfg.image_root)
 
 
-def load_split(data_cfg: ml_collections.ConfigDict, split: str, check_files: bool = True):
+def load_split(data_cfg: ml_collections.ConfigDict, split: str, check_files: bool = True,
+               verify_images: bool = False):
+    """Validated metadata of `split`; with `verify_images`, every image is decoded once first."""
     metadata_root, image_root = dataset_roots(data_cfg)
-    return md.load_split(metadata_root, image_root, split, num_classes=data_cfg.num_classes,
+    meta = md.load_split(metadata_root, image_root, split, num_classes=data_cfg.num_classes,
                          check_files=check_files)
+    if verify_images:
+        problems = md.verify_images(meta, num_threads=max(1, data_cfg.num_threads))
+        if problems:
+            shown = "\n  ".join(problems[:10])
+            more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+            raise md.DatasetError(f"{len(problems)} bad image(s) in split '{split}':\n  {shown}{more}")
+    return meta

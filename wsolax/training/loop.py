@@ -57,7 +57,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path | None = None, res
     workdir = Path(workdir or cfg.workdir)
     mesh = sharding.data_mesh(devices)
     sharding.check_batch_size(cfg.train.batch_size, mesh, "train.batch_size")
-    train_split = datasets.load_split(cfg.data, cfg.data.train_split)
+    train_split = datasets.load_split(cfg.data, cfg.data.train_split,
+                                      verify_images=cfg.data.verify_images)
 
     model, tx, schedule, state, steps_per_epoch, total_steps = build_training(
         cfg, len(train_split.image_ids), mesh)
@@ -78,7 +79,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path | None = None, res
     batches = pipeline.train_batches(
         train_split, batch_size=cfg.train.batch_size, resize_size=cfg.data.resize_size,
         crop_size=cfg.data.crop_size, seed=cfg.seed, mean=cfg.data.mean, std=cfg.data.std,
-        max_boxes=cfg.data.max_boxes)
+        max_boxes=cfg.data.max_boxes, cache_images=cfg.data.cache_images)
     writer = MetricWriter(workdir)
     bar = tqdm(total=end, initial=start, desc="train", unit="step", dynamic_ncols=True,
                disable=not cfg.train.progress_bar)

@@ -36,7 +36,7 @@ def make_train_step(model, tx: optax.GradientTransformation, loss_fn=classificat
         metrics = {
             "loss": loss,
             "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
         }
         return new_state, metrics
 

@@ -1,0 +1,131 @@
+"""Evaluate a checkpoint: extract CAMs (jitted, sharded), score them, write metrics and a report.
+
+The CAM threshold for the threshold-dependent metrics (Top-1 Loc, GT-known Loc) is chosen on the
+config's `eval.threshold_split` (val: small, fully labelled) and applied to the evaluated splits;
+each metric is also reported at its own best threshold on the evaluated split, labelled as such.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+from tqdm import tqdm
+
+from wsolax import datasets
+from wsolax.data import pipeline
+from wsolax.data.metadata import load_mask
+from wsolax.evaluation.cams import make_cam_extractor
+from wsolax.evaluation.evaluator import WSOLEvaluator, best_threshold_index
+from wsolax.evaluation.report import write_overlays, write_report
+from wsolax.training import sharding
+from wsolax.training.loop import restore_for_eval
+from wsolax.training.state import model_variables
+
+# Scalars printed in the summary table, in this order (present ones only).
+TABLE_KEYS = ("top1_cls", "top5_cls", "max_box_acc", "max_box_acc_v2", "max_box_acc_v2@30",
+              "max_box_acc_v2@50", "max_box_acc_v2@70", "pxap", "gt_known_loc@val_tau",
+              "top1_loc@val_tau", "gt_known_loc@best_tau", "top1_loc@best_tau")
+
+
+def _scalars(result: dict) -> dict:
+    return {k: (float(v) if isinstance(v, (float, np.floating)) else int(v))
+            for k, v in result.items() if np.ndim(v) == 0 and isinstance(v, (int, float, np.number))}
+
+
+def score_split(cfg: ml_collections.ConfigDict, split: str, extractor, variables, mesh,
+                threshold_index: int | None = None, keep: int = 0):
+    """Run the extractor over a split and feed the evaluator; returns (result, kept examples)."""
+    meta = datasets.load_split(cfg.data, split)
+    size = (cfg.data.crop_size, cfg.data.crop_size)
+    mask_loader = (lambda image_id: load_mask(meta, image_id, size)) if meta.masks else None
+    evaluator = WSOLEvaluator(gt_boxes=meta.boxes, image_sizes=meta.sizes, input_size=size,
+                              cam_curve_interval=cfg.eval.cam_curve_interval,
+                              iou_thresholds=tuple(cfg.eval.iou_thresholds),
+                              mask_loader=mask_loader, workers=cfg.eval.workers)
+    batches = pipeline.eval_batches(meta, batch_size=cfg.eval.batch_size, crop_size=size,
+                                    mean=cfg.data.mean, std=cfg.data.std,
+                                    max_boxes=cfg.data.max_boxes)
+    kept = []
+    bar = tqdm(pipeline.iterate(batches, num_threads=cfg.data.num_threads), total=len(batches),
+               desc=f"eval {split}", unit="batch", disable=not cfg.train.progress_bar)
+    for batch in bar:
+        device_batch = sharding.put_batch({"image": batch["image"], "label": batch["label"]}, mesh)
+        out = jax.device_get(extractor(variables, device_batch["image"], device_batch["label"]))
+        valid = np.asarray(batch["valid"], bool)
+        ids = [meta.image_ids[i] for i in np.asarray(batch["index"])[valid]]
+        evaluator.accumulate(ids, out["scoremap_gt"][valid], batch["label"][valid],
+                             top1=out["top1"][valid], top5=out["topk"][valid])
+        for j in np.flatnonzero(valid):
+            if len(kept) >= keep:
+                break
+            image = batch["image"][j] * np.asarray(cfg.data.std) + np.asarray(cfg.data.mean)
+            kept.append({"image_id": meta.image_ids[batch["index"][j]], "image": image,
+                         "label": int(batch["label"][j]), "top1": int(out["top1"][j]),
+                         "scoremap": out["scoremap_gt"][j],
+                         "gt_boxes": meta.boxes[meta.image_ids[batch["index"][j]]],
+                         "image_size": meta.sizes[meta.image_ids[batch["index"][j]]]})
+    return evaluator.compute(threshold_index=threshold_index), kept
+
+
+def evaluate(cfg: ml_collections.ConfigDict, workdir: str | Path, splits=None, devices=None) -> dict:
+    workdir = Path(workdir)
+    if not (workdir / "checkpoints").is_dir():
+        raise FileNotFoundError(f"no checkpoints folder in {workdir}; train first "
+                                f"(python train.py --config ...)")
+    mesh = sharding.data_mesh(devices)
+    sharding.check_batch_size(cfg.eval.batch_size, mesh, "eval.batch_size")
+    model, state = restore_for_eval(cfg, workdir, mesh)
+    variables = model_variables(state)
+    size = (cfg.data.crop_size, cfg.data.crop_size)
+    extractor = make_cam_extractor(model, mesh, size)
+
+    threshold_split = cfg.eval.threshold_split
+    chosen, _ = score_split(cfg, threshold_split, extractor, variables, mesh)
+    tau_index = best_threshold_index(chosen)
+    tau = float(chosen["thresholds"][tau_index])
+
+    out_dir = workdir / "eval"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = {"threshold_split": threshold_split, "tau_index": tau_index, "tau": tau,
+               "checkpoint_step": int(jax.device_get(state.step)), "splits": {}}
+    results = {}
+    for split in splits or cfg.eval.splits:
+        result, kept = score_split(cfg, split, extractor, variables, mesh, tau_index,
+                                   keep=cfg.eval.num_overlays)
+        results[split] = result
+        summary["splits"][split] = _scalars(result)
+        np.savez_compressed(out_dir / f"curves_{split}.npz",
+                            **{k: np.asarray(v) for k, v in result.items() if np.ndim(v) == 1})
+        overlay_dir = write_overlays(kept, out_dir / f"overlays_{split}", tau, size)
+        summary["splits"][split]["overlays"] = str(overlay_dir)
+    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    report = write_report(out_dir, summary, results)
+    summary["report"] = str(report)
+    summary["metrics_file"] = str(out_dir / "metrics.json")
+    return summary
+
+
+def format_table(summary: dict) -> str:
+    splits = list(summary["splits"])
+    rows = [("metric", *splits)]
+    for key in TABLE_KEYS:
+        if any(key in summary["splits"][s] for s in splits):
+            rows.append((key, *(f"{summary['splits'][s][key]:.2f}" if key in summary["splits"][s]
+                                else "-" for s in splits)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def print_summary(summary: dict) -> None:
+    print(f"\nCAM threshold tau = {summary['tau']:.3f} chosen on '{summary['threshold_split']}' "
+          f"(max GT-known box accuracy there); '@best_tau' rows use each split's own best tau.")
+    print(format_table(summary))
+    print(f"\nmetrics: {summary['metrics_file']}\nreport:  {summary['report']}")
+    for split, values in summary["splits"].items():
+        print(f"overlays ({split}): {values['overlays']}")
