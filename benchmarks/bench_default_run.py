@@ -1,6 +1,6 @@
 """Time and peak memory of the README's main command (generate data, train, evaluate).
 
-    python benchmarks/bench_default_run.py [--config configs/synthetic_cam.py] [-- extra overrides]
+    python benchmarks/bench_default_run.py [--config configs/synthetic_cam.py] [--config.key=value ...]
 
 Runs `train.py` in a fresh subprocess with a fresh workdir and data folder (so dataset generation
 and compilation are included), and reports wall time, the peak resident memory of the largest
@@ -29,12 +29,14 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--config", default="configs/synthetic_cam.py")
     p.add_argument("--keep", action="store_true", help="keep the temporary workdir")
-    p.add_argument("overrides", nargs="*")
-    args = p.parse_args()
+    args, overrides = p.parse_known_args()
+    bad = [o for o in overrides if not o.startswith("--config.")]
+    if bad:
+        p.error(f"unrecognized arguments: {' '.join(bad)}")
     tmp = Path(tempfile.mkdtemp(prefix="wsolax_bench_"))
     cmd = [sys.executable, "train.py", "--config", args.config,
            f"--config.workdir={tmp / 'run'}", f"--config.data.root={tmp / 'data'}",
-           "--config.train.progress_bar=False", *args.overrides]
+           "--config.train.progress_bar=False", *overrides]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - start

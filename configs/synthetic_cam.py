@@ -19,6 +19,12 @@ def get_config(variant: str | None = None):
     c.data.num_classes = 10
     c.data.resize_size = 72
     c.data.crop_size = 64
+    c.data.cache_images = True  # ~40 MB decoded; takes PNG decoding out of the training loop
+    # The part is 5-8 % of the object's area: small enough that a CAM fixed on it misses most of
+    # the object, large enough that the tiny model finds it within the 5-minute budget (at 3-6 %
+    # training plateaued near 25 % accuracy for the first 150 steps; see the README's notes).
+    c.data.synthetic.part_fraction = (0.05, 0.08)
+    c.data.synthetic.num_train = 3000
 
     c.model.backbone = "tiny"
     c.model.width = 16
@@ -31,7 +37,7 @@ def get_config(variant: str | None = None):
     c.optim.new_layer_lr_mult = 1.0
 
     c.train.batch_size = 64
-    c.train.epochs = 8
+    c.train.epochs = 10
     c.train.checkpoint_every_steps = 100
 
     c.eval.splits = ("test",)

@@ -20,6 +20,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+# Sections whose keys are checked by their consumer rather than by base_config(): method
+# hyperparameters (by the method's builder) and the generator's knobs (against SyntheticSpec).
+FREE_FORM = ("model.methods", "data.synthetic")
+
+
 class ConfigError(ValueError):
     """A config file, override or value that wsolax cannot use."""
 
@@ -132,7 +137,7 @@ def _flatten(cfg: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]
     out = {}
     for key, value in cfg.items():
         name = f"{prefix}{key}"
-        if isinstance(value, ml_collections.ConfigDict) and not name.startswith("model.methods"):
+        if isinstance(value, ml_collections.ConfigDict) and not name.startswith(FREE_FORM):
             out.update(_flatten(value, name + "."))
         else:
             out[name] = value
@@ -149,7 +154,7 @@ def check_known_keys(cfg: ml_collections.ConfigDict) -> None:
     """Reject keys that base_config() does not define (method hyperparameters are free-form)."""
     known = _flatten(base_config())
     for key in _flatten(cfg):
-        if key not in known and not key.startswith("model.methods"):
+        if key not in known and not key.startswith(FREE_FORM):
             raise _unknown_key_error(key, list(known))
 
 
@@ -198,7 +203,7 @@ def apply_override(cfg: ml_collections.ConfigDict, item: str) -> None:
             raise _unknown_key_error(key, list(_flatten(cfg)))
         node = node[part]
     leaf = parts[-1]
-    free_form = key.startswith("model.methods.")
+    free_form = key.startswith(tuple(f + "." for f in FREE_FORM))
     if not isinstance(node, ml_collections.ConfigDict) or (leaf not in node and not free_form):
         raise _unknown_key_error(key, list(_flatten(cfg)))
     current = node[leaf] if leaf in node else None
@@ -226,6 +231,17 @@ def _require(cond: bool, key: str, message: str) -> None:
         raise ConfigError(f"config key '{key}': {message}")
 
 
+def _check_synthetic(synthetic: ml_collections.ConfigDict) -> None:
+    import dataclasses
+
+    from wsolax.data.synth_spec import SyntheticSpec
+
+    fields = [f.name for f in dataclasses.fields(SyntheticSpec)]
+    for key in synthetic.keys():
+        if key not in fields:
+            raise _unknown_key_error(f"data.synthetic.{key}", [f"data.synthetic.{f}" for f in fields])
+
+
 def validate(cfg: ml_collections.ConfigDict) -> None:
     """Check values, naming the offending key."""
     d, m, o, t, e = cfg.data, cfg.model, cfg.optim, cfg.train, cfg.eval
@@ -240,6 +256,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     _require(len(d.mean) == 3 and len(d.std) == 3, "data.mean", "mean and std need 3 values")
     _require(all(s > 0 for s in d.std), "data.std", "must be positive")
     _require(d.max_boxes >= 1, "data.max_boxes", "must be >= 1")
+    _check_synthetic(d.synthetic)
     _require(m.dtype in ("float32", "bfloat16"), "model.dtype", "must be 'float32' or 'bfloat16'")
     _require(m.width >= 1, "model.width", "must be >= 1")
     for pair in m.inserts:

@@ -28,7 +28,8 @@ from wsolax.training.state import model_variables
 # Scalars printed in the summary table, in this order (present ones only).
 TABLE_KEYS = ("top1_cls", "top5_cls", "max_box_acc", "max_box_acc_v2", "max_box_acc_v2@30",
               "max_box_acc_v2@50", "max_box_acc_v2@70", "pxap", "gt_known_loc@val_tau",
-              "top1_loc@val_tau", "gt_known_loc@best_tau", "top1_loc@best_tau")
+              "top1_loc@val_tau", "gt_known_loc@best_tau", "top1_loc@best_tau",
+              "mask_coverage@val_tau", "mask_precision@val_tau")
 
 
 def _scalars(result: dict) -> dict:
@@ -68,7 +69,20 @@ def score_split(cfg: ml_collections.ConfigDict, split: str, extractor, variables
                          "scoremap": out["scoremap_gt"][j],
                          "gt_boxes": meta.boxes[meta.image_ids[batch["index"][j]]],
                          "image_size": meta.sizes[meta.image_ids[batch["index"][j]]]})
-    return evaluator.compute(threshold_index=threshold_index), kept
+    result = evaluator.compute(threshold_index=threshold_index)
+    if threshold_index is not None and "pxap_recall" in result:
+        result.update(mask_coverage_at(result, threshold_index))
+    return result, kept
+
+
+def mask_coverage_at(result: dict, tau_index: int) -> dict:
+    """Diagnostic beyond the protocol: at tau, the % of object pixels whose score is >= tau
+    (coverage: low means the CAM under-covers the object) and the % of pixels >= tau that lie on
+    the object. Read off PxAP's curve, which sweeps the histogram bins from the top: the point
+    for thresholds[i] is at position len - 1 - i."""
+    j = len(result["pxap_recall"]) - 1 - tau_index
+    return {"mask_coverage@val_tau": 100.0 * float(result["pxap_recall"][j]),
+            "mask_precision@val_tau": 100.0 * float(np.nan_to_num(result["pxap_precision"][j]))}
 
 
 def evaluate(cfg: ml_collections.ConfigDict, workdir: str | Path, splits=None, devices=None) -> dict:
