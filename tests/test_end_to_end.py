@@ -35,7 +35,7 @@ def tiny_overrides(tmp, **extra):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
-    cfg = load_config(CONFIG, tiny_overrides(tmp))
+    cfg = load_config(CONFIG, tiny_overrides(tmp, **{"train.val_every_epochs": 1.0}))
     result = train(cfg, cfg.workdir)
     return tmp, cfg, result
 
@@ -46,8 +46,13 @@ def test_train_writes_checkpoints_and_metrics(trained):
     steps = sorted(int(p.name) for p in (tmp / "run" / "checkpoints").iterdir() if p.name.isdigit())
     assert steps[-1] == 6 and len(steps) <= cfg.train.keep_checkpoints
     lines = [json.loads(l) for l in (tmp / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [l["step"] for l in lines] == [1, 2, 3, 4, 5, 6]
-    assert all(np.isfinite(l["loss"]) and 0 <= l["accuracy"] <= 1 for l in lines)
+    train_lines = [l for l in lines if l["split"] == "train"]
+    assert [l["step"] for l in train_lines] == [1, 2, 3, 4, 5, 6]
+    assert all(np.isfinite(l["loss"]) and 0 <= l["accuracy"] <= 1 for l in train_lines)
+    # Validation every epoch (3 steps) with the evaluator, from inside the training loop.
+    val_lines = [l for l in lines if l["split"] == "val"]
+    assert [l["step"] for l in val_lines] == [3, 6]
+    assert all(0 <= l["max_box_acc"] <= 100 and 0 <= l["top1_cls"] <= 100 for l in val_lines)
     assert any((tmp / "run" / "tensorboard").iterdir())
     assert json.loads((tmp / "run" / "config.json").read_text())["model"]["width"] == 4
 

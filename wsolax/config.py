@@ -95,7 +95,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.log_every_steps = 20
     c.train.checkpoint_every_steps = 200
     c.train.keep_checkpoints = 2
-    c.train.val_every_epochs = 0  # 0: no validation during training
+    c.train.val_every_epochs = 0.0  # 0: no validation during training; else every N epochs
     c.train.max_steps = 0  # 0: epochs decide; >0 stops early (smoke runs, tests)
     c.train.progress_bar = True
 
@@ -274,6 +274,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     _require(t.batch_size >= 1, "train.batch_size", f"must be >= 1, got {t.batch_size}")
     _require(t.epochs >= 1, "train.epochs", f"must be >= 1, got {t.epochs}")
     _require(t.max_steps >= 0, "train.max_steps", "must be >= 0")
+    _require(t.val_every_epochs >= 0, "train.val_every_epochs", "must be >= 0")
     _require(t.checkpoint_every_steps >= 1, "train.checkpoint_every_steps", "must be >= 1")
     _require(t.keep_checkpoints >= 1, "train.keep_checkpoints", "must be >= 1")
     _require(t.log_every_steps >= 1, "train.log_every_steps", "must be >= 1")

@@ -17,7 +17,7 @@ from wsolax.models.registry import build_model
 from wsolax.training import sharding
 from wsolax.training.checkpoint import CheckpointError, Checkpointer, model_stamp
 from wsolax.training.optim import make_optimizer
-from wsolax.training.state import TrainState, init_key, init_state
+from wsolax.training.state import TrainState, init_key, init_state, model_variables
 from wsolax.training.step import make_train_step
 from wsolax.training.writers import MetricWriter
 
@@ -83,6 +83,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path | None = None, res
     writer = MetricWriter(workdir)
     bar = tqdm(total=end, initial=start, desc="train", unit="step", dynamic_ncols=True,
                disable=not cfg.train.progress_bar)
+    val_every = int(cfg.train.val_every_epochs * steps_per_epoch)
+    validate = make_validator(cfg, model, mesh) if val_every else None
     images_per_second = 0.0
     window, window_start, window_steps = [], time.perf_counter(), 0
     try:
@@ -107,6 +109,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path | None = None, res
             bar.update(1)
             if done % cfg.train.checkpoint_every_steps == 0:
                 ckpt.save(state, stamp)
+            if val_every and (done % val_every == 0 or done == end):
+                writer.write(done, validate(state), prefix="val")
         ckpt.save(state, stamp)
         ckpt.wait()
     finally:
@@ -116,6 +120,23 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path | None = None, res
     return TrainResult(state=state, steps_done=end - start, total_steps=total_steps,
                        workdir=workdir, images_per_second=images_per_second)
 
+
+def make_validator(cfg: ml_collections.ConfigDict, model, mesh):
+    """`validate(state) -> dict`: scalar metrics on the validation split (logged as `val/...`).
+    The CAM extractor is compiled once and reused at every validation."""
+    from wsolax.evaluation.cams import make_cam_extractor
+    from wsolax.evaluation.run import score_split
+
+    extractor = make_cam_extractor(model, mesh, (cfg.data.crop_size, cfg.data.crop_size))
+
+    def validate(state: TrainState) -> dict:
+        result, _ = score_split(cfg, cfg.data.val_split, extractor, model_variables(state), mesh)
+        return {k: result[k] for k in VAL_KEYS if k in result}
+
+    return validate
+
+
+VAL_KEYS = ("top1_cls", "top5_cls", "max_box_acc", "max_box_acc_v2", "pxap")
 
 
 def restore_for_eval(cfg: ml_collections.ConfigDict, workdir: Path, mesh):
