@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 from wsolax.config import base_config
+from wsolax.evaluation.cams import make_cam_extractor
 from wsolax.models.registry import build_model
 from wsolax.training import sharding
 from wsolax.training.optim import make_optimizer
@@ -35,11 +36,22 @@ def main(num_devices: int, steps: int = 3, batch: int = 16) -> dict:
                 "label": rng.integers(0, cfg.data.num_classes, batch).astype(np.int32)}
         state, metrics = step(state, sharding.put_batch(data, mesh), jax.random.key(7))
         losses.append(float(metrics["loss"]))
+    # Jitted, sharded CAM extraction on the trained state (as eval.py runs it).
+    extract = make_cam_extractor(model, mesh, (48, 40))
+    data = {"image": rng.normal(size=(batch, 32, 32, 3)).astype(np.float32),
+            "label": rng.integers(0, cfg.data.num_classes, batch).astype(np.int32)}
+    device_batch = sharding.put_batch(data, mesh)
+    out = extract({"params": state.params}, device_batch["image"], device_batch["label"])
+    scoremaps = np.asarray(jax.device_get(out["scoremap_gt"]), np.float64)
     leaves = [np.asarray(x, np.float64) for x in jax.tree.leaves(state.params)]
     shard_counts = {len(state.params["head"]["classifier"]["kernel"].sharding.device_set)}
     return {"devices": len(jax.devices()), "mesh": mesh.size, "losses": losses,
             "param_sum": float(sum(np.abs(x).sum() for x in leaves)),
-            "replicated_on": sorted(shard_counts)}
+            "replicated_on": sorted(shard_counts),
+            "scoremap_shards": len(out["scoremap_gt"].sharding.device_set),
+            "scoremap_shape": list(scoremaps.shape), "scoremap_sum": float(scoremaps.sum()),
+            "scoremap_range": [float(scoremaps.min()), float(scoremaps.max())],
+            "top1": np.asarray(out["top1"]).tolist()}
 
 
 if __name__ == "__main__":

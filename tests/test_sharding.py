@@ -17,7 +17,7 @@ def _run(forced_devices: int, mesh_devices: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_eight_devices_give_the_same_training_as_one():
+def test_eight_devices_give_the_same_training_and_cams_as_one():
     one = _run(1, 1)
     eight = _run(8, 8)
     assert one["mesh"] == 1 and eight["mesh"] == 8 and eight["devices"] == 8
@@ -26,3 +26,8 @@ def test_eight_devices_give_the_same_training_as_one():
     np.testing.assert_allclose(eight["losses"], one["losses"], rtol=1e-5)
     np.testing.assert_allclose(eight["param_sum"], one["param_sum"], rtol=1e-5)
     assert one["losses"][0] != one["losses"][-1]  # the steps did train
+    # CAM extraction: batch-sharded output, same score maps (resized to 48x40, in [0, 1]).
+    assert eight["scoremap_shards"] == 8 and one["scoremap_shards"] == 1
+    assert eight["scoremap_shape"] == [16, 48, 40]
+    assert 0.0 <= eight["scoremap_range"][0] and eight["scoremap_range"][1] <= 1.0
+    np.testing.assert_allclose(eight["scoremap_sum"], one["scoremap_sum"], rtol=1e-4)
