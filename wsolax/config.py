@@ -214,16 +214,8 @@ def apply_override(cfg: ml_collections.ConfigDict, item: str) -> None:
             value = text
     else:
         value = _parse_value(key, text, current)
-    with cfg.unlocked() if hasattr(cfg, "unlocked") else _null():
+    with cfg.unlocked():
         node[leaf] = value
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _require(cond: bool, key: str, message: str) -> None:
