@@ -44,8 +44,10 @@ class Workspace:
     """All buffers needed to summarise one H x W map, reused across maps."""
 
     def __init__(self, height: int, width: int):
-        if max(height, width) >= 1 << 15:
-            raise ValueError("score maps must be smaller than 32768 pixels "
+        # int32 state: coordinates are packed as (y << 16) | x and doubled
+        # areas must fit, which holds below 16384 pixels per side.
+        if max(height, width) >= 1 << 14:
+            raise ValueError("score maps must be smaller than 16384 pixels "
                              "per side")
         n = (height + 2) * (width + 2)
         self.shape = (height, width)
