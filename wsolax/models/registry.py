@@ -38,6 +38,18 @@ def _gap_linear(model_cfg, num_classes: int, dtype):
     return GAPLinearHead(num_classes=num_classes, dtype=dtype)
 
 
+@register(METHODS, "adl")
+def _adl(hparams):
+    from wsolax.methods.adl import ADL
+
+    allowed = {"drop_rate", "gamma", "per_sample"}
+    unknown = set(hparams.keys()) - allowed
+    if unknown:
+        raise ValueError(f"config key 'model.methods.adl.{sorted(unknown)[0]}' is not an ADL "
+                         f"hyperparameter; known: {sorted(allowed)}")
+    return functools.partial(ADL, **dict(hparams))
+
+
 def _lookup(table: dict, name: str, what: str):
     if name not in table:
         raise ValueError(f"unknown {what} '{name}'; known: {sorted(table)}")

@@ -1,0 +1,23 @@
+"""ADL (Choe & Shim, CVPR'19) on the embedded dataset: the CAM baseline plus ADL after stage3 and
+stage4 of the tiny backbone (the analogue of the paper's "after conv4_3 / pool4 and conv5_3" on
+VGG16-GAP). Drop rate 0.75 as in the paper; gamma 0.9 (the paper's ResNet value)."""
+
+import importlib.util
+from pathlib import Path
+
+
+def _cam_config(variant):
+    path = Path(__file__).with_name("synthetic_cam.py")
+    spec = importlib.util.spec_from_file_location("synthetic_cam_base", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(variant)
+
+
+def get_config(variant: str | None = None):
+    c = _cam_config(variant)
+    c.name = "synthetic_adl"
+    c.workdir = "runs/synthetic_adl" if variant is None else "runs/synthetic_adl_runlocal"
+    c.model.inserts = (("stage3", "adl"), ("stage4", "adl"))
+    c.model.methods.adl = {"drop_rate": 0.75, "gamma": 0.9}
+    return c
