@@ -37,9 +37,10 @@ def _scalars(result: dict) -> dict:
             for k, v in result.items() if np.ndim(v) == 0 and isinstance(v, (int, float, np.number))}
 
 
-def score_split(cfg: ml_collections.ConfigDict, split: str, extractor, variables, mesh,
-                threshold_index: int | None = None, keep: int = 0):
-    """Run the extractor over a split and feed the evaluator; returns (result, kept examples)."""
+def collect_split(cfg: ml_collections.ConfigDict, split: str, extractor, variables, mesh,
+                  keep: int = 0):
+    """Run the extractor over a split and feed an evaluator; returns (evaluator, kept examples).
+    `compute()` can then be called on the evaluator for any threshold index."""
     meta = datasets.load_split(cfg.data, split)
     size = (cfg.data.crop_size, cfg.data.crop_size)
     mask_loader = (lambda image_id: load_mask(meta, image_id, size)) if meta.masks else None
@@ -60,19 +61,29 @@ def score_split(cfg: ml_collections.ConfigDict, split: str, extractor, variables
         ids = [meta.image_ids[i] for i in np.asarray(batch["index"])[valid]]
         evaluator.accumulate(ids, out["scoremap_gt"][valid], batch["label"][valid],
                              top1=out["top1"][valid], top5=out["topk"][valid])
-        for j in np.flatnonzero(valid):
+        for image_id, j in zip(ids, np.flatnonzero(valid)):
             if len(kept) >= keep:
                 break
             image = batch["image"][j] * np.asarray(cfg.data.std) + np.asarray(cfg.data.mean)
-            kept.append({"image_id": meta.image_ids[batch["index"][j]], "image": image,
-                         "label": int(batch["label"][j]), "top1": int(out["top1"][j]),
-                         "scoremap": out["scoremap_gt"][j],
-                         "gt_boxes": meta.boxes[meta.image_ids[batch["index"][j]]],
-                         "image_size": meta.sizes[meta.image_ids[batch["index"][j]]]})
+            kept.append({"image_id": image_id, "image": image, "label": int(batch["label"][j]),
+                         "top1": int(out["top1"][j]), "scoremap": out["scoremap_gt"][j],
+                         "gt_boxes": meta.boxes[image_id], "image_size": meta.sizes[image_id]})
+    return evaluator, kept
+
+
+def compute_result(evaluator: WSOLEvaluator, threshold_index: int | None = None) -> dict:
+    """All metrics at `threshold_index`, plus the mask-coverage diagnostics where masks exist."""
     result = evaluator.compute(threshold_index=threshold_index)
     if threshold_index is not None and "pxap_recall" in result:
         result.update(mask_coverage_at(result, threshold_index))
-    return result, kept
+    return result
+
+
+def score_split(cfg: ml_collections.ConfigDict, split: str, extractor, variables, mesh,
+                threshold_index: int | None = None, keep: int = 0):
+    """`collect_split` then `compute_result`; returns (result, kept examples)."""
+    evaluator, kept = collect_split(cfg, split, extractor, variables, mesh, keep)
+    return compute_result(evaluator, threshold_index), kept
 
 
 def mask_coverage_at(result: dict, tau_index: int) -> dict:
@@ -97,8 +108,13 @@ def evaluate(cfg: ml_collections.ConfigDict, workdir: str | Path, splits=None, d
     size = (cfg.data.crop_size, cfg.data.crop_size)
     extractor = make_cam_extractor(model, mesh, size)
 
+    splits = list(splits or cfg.eval.splits)
     threshold_split = cfg.eval.threshold_split
-    chosen, _ = score_split(cfg, threshold_split, extractor, variables, mesh)
+    # The threshold split is scored once: its evaluator is reused if it is also reported.
+    collected = {threshold_split: collect_split(
+        cfg, threshold_split, extractor, variables, mesh,
+        keep=cfg.eval.num_overlays if threshold_split in splits else 0)}
+    chosen = compute_result(collected[threshold_split][0])
     tau_index = best_threshold_index(chosen)
     tau = float(chosen["thresholds"][tau_index])
 
@@ -107,9 +123,10 @@ def evaluate(cfg: ml_collections.ConfigDict, workdir: str | Path, splits=None, d
     summary = {"threshold_split": threshold_split, "tau_index": tau_index, "tau": tau,
                "checkpoint_step": int(jax.device_get(state.step)), "splits": {}}
     results = {}
-    for split in splits or cfg.eval.splits:
-        result, kept = score_split(cfg, split, extractor, variables, mesh, tau_index,
-                                   keep=cfg.eval.num_overlays)
+    for split in splits:
+        evaluator, kept = collected.get(split) or collect_split(
+            cfg, split, extractor, variables, mesh, keep=cfg.eval.num_overlays)
+        result = compute_result(evaluator, tau_index)
         results[split] = result
         summary["splits"][split] = _scalars(result)
         np.savez_compressed(out_dir / f"curves_{split}.npz",
