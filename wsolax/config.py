@@ -223,7 +223,8 @@ def _require(cond: bool, key: str, message: str) -> None:
         raise ConfigError(f"config key '{key}': {message}")
 
 
-def _check_synthetic(synthetic: ml_collections.ConfigDict) -> None:
+def check_synthetic(synthetic: ml_collections.ConfigDict) -> None:
+    """Reject `data.synthetic` keys that are not SyntheticSpec fields."""
     import dataclasses
 
     from wsolax.data.synth_spec import SyntheticSpec
@@ -248,7 +249,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     _require(len(d.mean) == 3 and len(d.std) == 3, "data.mean", "mean and std need 3 values")
     _require(all(s > 0 for s in d.std), "data.std", "must be positive")
     _require(d.max_boxes >= 1, "data.max_boxes", "must be >= 1")
-    _check_synthetic(d.synthetic)
+    check_synthetic(d.synthetic)
     _require(m.dtype in ("float32", "bfloat16"), "model.dtype", "must be 'float32' or 'bfloat16'")
     _require(m.width >= 1, "model.width", "must be >= 1")
     for pair in m.inserts:

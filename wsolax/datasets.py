@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import ml_collections
 
+from wsolax.config import check_synthetic
 from wsolax.data import metadata as md
 
 
@@ -15,13 +15,9 @@ def dataset_roots(data_cfg: ml_collections.ConfigDict) -> tuple[Path, Path]:
     if data_cfg.source == "synthetic":
         from wsolax.data.synthetic import SyntheticSpec, write_synthetic_dataset
 
-        fields = {f.name for f in dataclasses.fields(SyntheticSpec)}
+        check_synthetic(data_cfg.synthetic)  # also for configs built without load_config
         overrides = {k: (tuple(v) if isinstance(v, list) else v)
-                     for k, v in data_cfg.synthetic.items() if k in fields}
-        unknown = set(data_cfg.synthetic.keys()) - fields
-        if unknown:
-            raise ValueError(f"config key 'data.synthetic.{sorted(unknown)[0]}' is not a "
-                             f"SyntheticSpec field; fields are {sorted(fields)}")
+                     for k, v in data_cfg.synthetic.items()}
         spec = SyntheticSpec(num_classes=data_cfg.num_classes, **overrides)
         root = write_synthetic_dataset(data_cfg.root, spec)
         return Path(root) / "metadata", Path(root)
