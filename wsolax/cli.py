@@ -22,9 +22,17 @@ def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     return rest, overrides
 
 
-def _fail(error: Exception) -> int:
-    print(f"error: {error}", file=sys.stderr)
-    return 2
+def _guarded(run) -> int:
+    """Run `run()`; user-facing errors (config, data, checkpoint) become one line and exit code 2."""
+    from wsolax.data.metadata import DatasetError
+    from wsolax.training.checkpoint import CheckpointError
+
+    try:
+        run()
+    except (ConfigError, DatasetError, CheckpointError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def train_main(argv: list[str]) -> int:
@@ -33,21 +41,19 @@ def train_main(argv: list[str]) -> int:
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
     args = p.parse_args(rest)
-    from wsolax.data.metadata import DatasetError
-    from wsolax.training.checkpoint import CheckpointError
-    try:
+
+    def run():
         cfg = load_config(args.config, overrides)
-        from wsolax.training.loop import train
         from wsolax.evaluation.run import evaluate, print_summary
+        from wsolax.training.loop import train
         workdir = Path(args.workdir or cfg.workdir)
         result = train(cfg, workdir, resume=args.resume)
         print(f"trained {result.steps_done} steps ({result.total_steps} in the schedule); "
               f"checkpoints in {workdir / 'checkpoints'}")
         if cfg.eval.after_training and not args.no_eval:
             print_summary(evaluate(cfg, workdir))
-    except (ConfigError, DatasetError, CheckpointError, ValueError, FileNotFoundError) as e:
-        return _fail(e)
-    return 0
+
+    return _guarded(run)
 
 
 def eval_main(argv: list[str]) -> int:
@@ -56,13 +62,10 @@ def eval_main(argv: list[str]) -> int:
     p.add_argument("--split", action="append", default=None,
                    help="split(s) to evaluate (default: config.eval.splits)")
     args = p.parse_args(rest)
-    from wsolax.data.metadata import DatasetError
-    from wsolax.training.checkpoint import CheckpointError
-    try:
+
+    def run():
         cfg = load_config(args.config, overrides)
         from wsolax.evaluation.run import evaluate, print_summary
-        workdir = Path(args.workdir or cfg.workdir)
-        print_summary(evaluate(cfg, workdir, splits=args.split))
-    except (ConfigError, DatasetError, CheckpointError, ValueError, FileNotFoundError) as e:
-        return _fail(e)
-    return 0
+        print_summary(evaluate(cfg, Path(args.workdir or cfg.workdir), splits=args.split))
+
+    return _guarded(run)
