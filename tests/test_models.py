@@ -66,7 +66,7 @@ class _Double(nn.Module):
 
 
 def test_layer_inserted_at_named_stage(monkeypatch):
-    monkeypatch.setitem(registry.METHODS, "double", lambda hp: _Double)
+    monkeypatch.setitem(registry.METHODS, "double", _Double)
     cfg, plain = _model()
     cfg2, doubled = _model(inserts=(("stage4", "double"),))
     x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 32, 32, 3)), jnp.float32)
@@ -77,7 +77,7 @@ def test_layer_inserted_at_named_stage(monkeypatch):
 
 
 def test_unknown_stage_is_named(monkeypatch):
-    monkeypatch.setitem(registry.METHODS, "double", lambda hp: _Double)
+    monkeypatch.setitem(registry.METHODS, "double", _Double)
     _, model = _model(inserts=(("pool9", "double"),))
     with pytest.raises(ValueError, match="no stage named 'pool9'"):
         model.init(init_key(0), jnp.ones((1, 32, 32, 3)), train=False)

@@ -69,3 +69,28 @@ def eval_main(argv: list[str]) -> int:
         print_summary(evaluate(cfg, Path(args.workdir or cfg.workdir), splits=args.split))
 
     return _guarded(run)
+
+
+def convert_main(argv: list[str]) -> int:
+    rest, overrides = _split_overrides(argv)
+    p = argparse.ArgumentParser(description="Convert ImageNet weights (.pth weights-only, "
+                                ".safetensors) for a config's backbone.", allow_abbrev=False)
+    p.add_argument("--config", required=True, help="configs/<name>.py[:arg]")
+    p.add_argument("--weights", required=True, help="torchvision .pth or timm .safetensors file")
+    p.add_argument("--out", default=None, help="output .safetensors (default: config.model.init_from)")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="fully unpickle a .pth you trust (default: torch.load(weights_only=True))")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="keep the initialisation for tensors the file lacks instead of failing")
+    args = p.parse_args(rest)
+
+    def run():
+        cfg = load_config(args.config, overrides)
+        from wsolax.weights.for_config import convert_for_config
+        path, report = convert_for_config(cfg, args.weights, args.out,
+                                          allow_pickle=args.allow_pickle,
+                                          strict=not args.allow_missing)
+        print(report.summary())
+        print(f"saved {path}; train with --config.model.init_from={path}")
+
+    return _guarded(run)

@@ -71,6 +71,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.width = 16
     c.model.head = "gap_linear"
     c.model.dtype = "float32"  # compute dtype; params stay float32
+    # ImageNet backbones: 28x28 instead of 14x14 maps at 224 px (VGG without pool4, ResNet with
+    # layer3 stride 1), BatchNorm statistics frozen while fine-tuning, and converted weights
+    # (`python -m wsolax.convert`) to start from; "" trains from scratch.
+    c.model.large_feature_map = False
+    c.model.bn_frozen = False
+    c.model.init_from = ""
     # Attention-dropout layers inserted after named backbone stages: a tuple of
     # (stage_name, method_name) pairs; method hyperparameters live in model.methods.<name>.
     c.model.inserts = ()

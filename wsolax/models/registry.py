@@ -1,8 +1,19 @@
-"""Name -> builder registries, so configs name backbones, heads and inserted layers."""
+"""Name -> builder registries, so configs name backbones, heads and inserted layers.
+
+Backbones and inserted methods are registered by dotted path and imported on first use, so each
+lives in its own file without this table importing every architecture.
+
+* A backbone module exposes ``build_backbone(name, model_cfg, inserts, dtype) -> nn.Module`` and
+  ``torch_name(path) -> str | None`` (Flax module path -> torch module prefix, for weight import).
+* A method module's Flax class takes its hyperparameters as dataclass fields; the config's
+  ``model.methods.<name>`` keys are checked against those fields.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import importlib
 from typing import Callable
 
 import jax.numpy as jnp
@@ -13,10 +24,24 @@ from wsolax.models.stages import Inserts
 from wsolax.models.tiny import TinyNet
 from wsolax.models.wsol_model import WSOLModel
 
-BACKBONES: dict[str, Callable] = {}
 HEADS: dict[str, Callable] = {}
-# Inserted-layer builders: name -> fn(method_config) -> module factory (accepting name=, parent=).
-METHODS: dict[str, Callable] = {}
+# name -> "module:attribute" of the Flax module class of an inserted layer.
+METHODS: dict[str, object] = {
+    "adl": "wsolax.methods.adl:ADL",
+    "dgdm": "wsolax.methods.dgdm:DGDM",
+    "dfm": "wsolax.methods.dfm:DFM",
+}
+# name -> module exposing build_backbone / torch_name ("" for the tiny test backbone).
+BACKBONES: dict[str, str] = {
+    "tiny": "",
+    **{n: "wsolax.models.resnet" for n in ("resnet18", "resnet34", "resnet50", "resnet101",
+                                           "se_resnet50")},
+    "vgg16_gap": "wsolax.models.vgg",
+    "mobilenet_v1": "wsolax.models.mobilenet",
+    "inception_v3": "wsolax.models.inception",
+}
+# Fields of an inserted layer's module that are wiring, not hyperparameters.
+_NOT_HPARAMS = {"parent", "name", "dtype"}
 
 
 def register(table: dict, name: str):
@@ -28,26 +53,9 @@ def register(table: dict, name: str):
     return wrap
 
 
-@register(BACKBONES, "tiny")
-def _tiny(model_cfg, inserts: Inserts, dtype):
-    return TinyNet(width=model_cfg.width, inserts=inserts, dtype=dtype)
-
-
 @register(HEADS, "gap_linear")
 def _gap_linear(model_cfg, num_classes: int, dtype):
     return GAPLinearHead(num_classes=num_classes, dtype=dtype)
-
-
-@register(METHODS, "adl")
-def _adl(hparams):
-    from wsolax.methods.adl import ADL
-
-    allowed = {"drop_rate", "gamma", "per_sample"}
-    unknown = set(hparams.keys()) - allowed
-    if unknown:
-        raise ValueError(f"config key 'model.methods.adl.{sorted(unknown)[0]}' is not an ADL "
-                         f"hyperparameter; known: {sorted(allowed)}")
-    return functools.partial(ADL, **dict(hparams))
 
 
 def _lookup(table: dict, name: str, what: str):
@@ -56,19 +64,54 @@ def _lookup(table: dict, name: str, what: str):
     return table[name]
 
 
+def _import(target):
+    if not isinstance(target, str):  # already a class/module (e.g. registered by a test)
+        return target
+    module, _, attr = target.partition(":")
+    mod = importlib.import_module(module)
+    return getattr(mod, attr) if attr else mod
+
+
+def method_class(name: str):
+    return _import(_lookup(METHODS, name, "inserted method"))
+
+
+def method_hparams(name: str) -> tuple[str, ...]:
+    cls = method_class(name)
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in _NOT_HPARAMS)
+
+
 def build_inserts(model_cfg: ml_collections.ConfigDict, dtype) -> Inserts:
     out = []
     for stage, method in model_cfg.inserts:
-        builder = _lookup(METHODS, method, "inserted method")
-        hparams = model_cfg.methods.get(method, ml_collections.ConfigDict())
-        out.append((stage, functools.partial(builder(hparams), dtype=dtype)))
+        cls = method_class(method)
+        hparams = dict(model_cfg.methods.get(method, ml_collections.ConfigDict()))
+        allowed = method_hparams(method)
+        unknown = sorted(set(hparams) - set(allowed))
+        if unknown:
+            raise ValueError(f"config key 'model.methods.{method}.{unknown[0]}' is not a "
+                             f"{method} hyperparameter; known: {sorted(allowed)}")
+        out.append((stage, functools.partial(cls, **hparams, dtype=dtype)))
     return tuple(out)
+
+
+def backbone_module(name: str):
+    """The module holding backbone `name` (None for the built-in tiny backbone)."""
+    target = _lookup(BACKBONES, name, "backbone")
+    return _import(target) if target else None
+
+
+def build_backbone(model_cfg: ml_collections.ConfigDict, inserts: Inserts, dtype):
+    module = backbone_module(model_cfg.backbone)
+    if module is None:
+        return TinyNet(width=model_cfg.width, inserts=inserts, dtype=dtype)
+    return module.build_backbone(model_cfg.backbone, model_cfg, inserts, dtype)
 
 
 def build_model(cfg: ml_collections.ConfigDict) -> WSOLModel:
     """Build the model a config describes."""
     dtype = jnp.bfloat16 if cfg.model.dtype == "bfloat16" else jnp.float32
     inserts = build_inserts(cfg.model, dtype)
-    backbone = _lookup(BACKBONES, cfg.model.backbone, "backbone")(cfg.model, inserts, dtype)
+    backbone = build_backbone(cfg.model, inserts, dtype)
     head = _lookup(HEADS, cfg.model.head, "head")(cfg.model, cfg.data.num_classes, dtype)
     return WSOLModel(backbone=backbone, head=head)

@@ -52,6 +52,20 @@ def build_training(cfg: ml_collections.ConfigDict, num_train_images: int, mesh):
     return model, tx, schedule, state, steps_per_epoch, total_steps
 
 
+def start_from_converted(cfg: ml_collections.ConfigDict, state: TrainState, tx, mesh) -> TrainState:
+    """Overlay converted ImageNet weights (`python -m wsolax.convert`) onto a fresh state."""
+    from wsolax.weights import overlay
+
+    variables, fresh = overlay(jax.device_get(model_variables(state)), cfg.model.init_from,
+                               backbone=cfg.model.backbone)
+    params = variables["params"]
+    print(f"initialised from {cfg.model.init_from}; {len(fresh)} tensors start fresh"
+          + (f" (e.g. {', '.join(fresh[:4])})" if fresh else ""))
+    new = state.replace(params=params, batch_stats=variables.get("batch_stats", {}),
+                        opt_state=tx.init(params))
+    return jax.device_put(new, sharding.replicated(mesh))
+
+
 def train(cfg: ml_collections.ConfigDict, workdir: str | Path | None = None, resume: bool = False,
           devices=None) -> TrainResult:
     workdir = Path(workdir or cfg.workdir)
@@ -70,6 +84,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path | None = None, res
                 f"{workdir} already holds checkpoints (latest step {ckpt.latest_step()}); pass "
                 f"--resume to continue from it, or choose another workdir (nothing was overwritten)")
         state = ckpt.restore(state, stamp)
+    elif cfg.model.init_from:
+        state = start_from_converted(cfg, state, tx, mesh)
     save_config(cfg, workdir)
 
     start = int(jax.device_get(state.step))

@@ -1,0 +1,79 @@
+"""Building blocks shared by the ImageNet backbones (torchvision conventions).
+
+Padding is explicit (torch's symmetric `padding=p`), never "SAME": with stride 2, XLA's SAME pads
+asymmetrically and the feature maps would no longer match the PyTorch weights they are loaded from.
+BatchNorm follows torch's defaults (momentum 0.1 on the running statistics == Flax momentum 0.9,
+eps 1e-5, biased batch variance for normalisation); `frozen=True` always uses the running statistics
+(fine-tuning with frozen BN).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def pad(p: int | tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """torch's symmetric conv/pool padding as a Flax padding spec."""
+    ph, pw = (p, p) if isinstance(p, int) else p
+    return ((ph, ph), (pw, pw))
+
+
+class BatchNorm(nn.Module):
+    """BatchNorm with torch's defaults; statistics update only when training and not frozen."""
+
+    frozen: bool = False
+    epsilon: float = 1e-5
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        return nn.BatchNorm(use_running_average=not train or self.frozen, momentum=0.9,
+                            epsilon=self.epsilon, dtype=self.dtype, name="bn")(x)
+
+
+class ConvBN(nn.Module):
+    """Conv (no bias) -> BatchNorm -> optional ReLU; parameters live under `conv` and `bn`."""
+
+    features: int
+    kernel: int | tuple[int, int] = 3
+    strides: int = 1
+    padding: int | tuple[int, int] = 0
+    groups: int = 1
+    relu: bool = True
+    bn_frozen: bool = False
+    bn_epsilon: float = 1e-5
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        k = (self.kernel, self.kernel) if isinstance(self.kernel, int) else tuple(self.kernel)
+        x = nn.Conv(self.features, k, strides=self.strides, padding=pad(self.padding),
+                    feature_group_count=self.groups, use_bias=False, dtype=self.dtype,
+                    name="conv")(x)
+        x = nn.BatchNorm(use_running_average=not train or self.bn_frozen, momentum=0.9,
+                         epsilon=self.bn_epsilon, dtype=self.dtype, name="bn")(x)
+        return nn.relu(x) if self.relu else x
+
+
+def max_pool(x: jax.Array, kernel: int, stride: int, padding: int = 0,
+             ceil_mode: bool = False) -> jax.Array:
+    """torch.nn.functional.max_pool2d (padding counts as -inf; ceil_mode pads the far side)."""
+    pads = [(padding, padding), (padding, padding)]
+    if ceil_mode:
+        for axis in (0, 1):
+            size = x.shape[1 + axis] + 2 * padding
+            out = -(-(size - kernel) // stride) + 1
+            # torch drops a last window that would start in the right padding
+            if (out - 1) * stride >= x.shape[1 + axis] + padding:
+                out -= 1
+            extra = max(0, (out - 1) * stride + kernel - size)
+            pads[axis] = (padding, padding + extra)
+    return nn.max_pool(x, (kernel, kernel), strides=(stride, stride), padding=tuple(pads))
+
+
+def avg_pool(x: jax.Array, kernel: int, stride: int, padding: int = 0) -> jax.Array:
+    """torch.nn.functional.avg_pool2d with count_include_pad=True (torch's default)."""
+    return nn.avg_pool(x, (kernel, kernel), strides=(stride, stride), padding=pad(padding),
+                       count_include_pad=True)
