@@ -19,9 +19,13 @@ from wsolax.training.state import init_key, init_state
 from wsolax.training.step import make_train_step
 
 
-def main(num_devices: int, steps: int = 3, batch: int = 16) -> dict:
+def main(num_devices: int, methods: bool = False, steps: int = 3, batch: int = 16) -> dict:
     cfg = base_config()
     cfg.model.width = 4
+    if methods:  # every attention-dropout layer, drawing per image, in one model
+        cfg.model.inserts = (("stage2", "adl"), ("stage3", "dgdm"), ("stage4", "dfm"))
+        for name in ("adl", "dgdm", "dfm"):
+            cfg.model.methods[name] = {"per_sample": True}
     mesh = sharding.data_mesh(jax.devices()[:num_devices])
     model = build_model(cfg)
     tx, _ = make_optimizer(cfg.optim, 10, 100)
@@ -55,4 +59,4 @@ def main(num_devices: int, steps: int = 3, batch: int = 16) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(int(sys.argv[1]))))
+    print(json.dumps(main(int(sys.argv[1]), methods=sys.argv[2:] == ["methods"])))

@@ -159,3 +159,23 @@ def test_saved_weights_overlay_a_fresh_init(tmp_path):
     assert fresh == []
     with pytest.raises(WeightError, match="converted for backbone 'net'.*builds 'other'"):
         overlay(fresh_init, path, backbone="other")
+
+
+def test_batchnorm_matches_torch_in_training_including_running_statistics():
+    from wsolax.models.layers import BatchNorm
+
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(4, 5, 3, 6)) * 3 + 1).astype(np.float32)
+    scale, bias = rng.normal(size=6).astype(np.float32), rng.normal(size=6).astype(np.float32)
+    mean0, var0 = rng.normal(size=6).astype(np.float32), rng.uniform(0.5, 2, 6).astype(np.float32)
+    variables = {"params": {"scale": scale, "bias": bias},
+                 "batch_stats": {"mean": mean0, "var": var0}}
+    y, upd = jax.jit(lambda v: BatchNorm().apply(v, jnp.asarray(x), mutable=["batch_stats"]))(
+        variables)
+    rm, rv = torch.tensor(mean0), torch.tensor(var0)  # updated in place by torch
+    ref = torch.nn.functional.batch_norm(torch.tensor(x).permute(0, 3, 1, 2), rm, rv,
+                                         torch.tensor(scale), torch.tensor(bias), training=True,
+                                         momentum=0.1, eps=1e-5)
+    np.testing.assert_allclose(np.asarray(y), ref.permute(0, 2, 3, 1).numpy(), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(upd["batch_stats"]["mean"]), rm.numpy(), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(upd["batch_stats"]["var"]), rv.numpy(), rtol=1e-5)

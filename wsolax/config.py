@@ -93,7 +93,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.decay_factor = 0.1
     # Layers that are new on top of a (possibly pretrained) backbone learn faster (x10 in the papers).
     c.optim.new_layer_lr_mult = 10.0
-    c.optim.new_layer_prefixes = ("head",)
+    # "backbone/wsol_": layers the WSOL variants add inside a backbone (VGG16-GAP's conv6,
+    # InceptionV3's head convs); inserted layers with parameters sit under backbone/<stage>_insert.
+    c.optim.new_layer_prefixes = ("head", "backbone/wsol_")
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 64

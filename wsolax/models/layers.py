@@ -2,9 +2,9 @@
 
 Padding is explicit (torch's symmetric `padding=p`), never "SAME": with stride 2, XLA's SAME pads
 asymmetrically and the feature maps would no longer match the PyTorch weights they are loaded from.
-BatchNorm follows torch's defaults (momentum 0.1 on the running statistics == Flax momentum 0.9,
-eps 1e-5, biased batch variance for normalisation); `frozen=True` always uses the running statistics
-(fine-tuning with frozen BN).
+BatchNorm follows torch.nn.BatchNorm2d (momentum 0.1, eps 1e-5, biased batch variance to
+normalise, unbiased one in the running estimate); `bn_frozen=True` always uses the running
+statistics (fine-tuning with frozen BN).
 """
 
 from __future__ import annotations
@@ -21,16 +21,43 @@ def pad(p: int | tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
 
 
 class BatchNorm(nn.Module):
-    """BatchNorm with torch's defaults; statistics update only when training and not frozen."""
+    """torch.nn.BatchNorm2d semantics in Flax's variable layout (params scale/bias, batch_stats
+    mean/var), so converted running statistics keep their meaning while fine-tuning.
 
-    frozen: bool = False
+    Differences from `flax.linen.BatchNorm` that matter for parity with a PyTorch run: the running
+    variance is updated with the *unbiased* batch variance (torch), the batch variance is the
+    two-pass E[(x - mean)^2] (no E[x^2] - E[x]^2 cancellation), and statistics are accumulated in
+    float32 even when the compute dtype is bfloat16. Under `jax.jit` with a batch-sharded input the
+    batch statistics are global (like SyncBatchNorm), not per device.
+    """
+
+    use_running_average: bool = False
+    momentum: float = 0.1  # torch's convention: new = (1 - momentum) * old + momentum * batch
     epsilon: float = 1e-5
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        return nn.BatchNorm(use_running_average=not train or self.frozen, momentum=0.9,
-                            epsilon=self.epsilon, dtype=self.dtype, name="bn")(x)
+    def __call__(self, x: jax.Array) -> jax.Array:
+        c = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (c,), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
+        running_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
+        running_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+        if self.use_running_average:
+            mean, var = running_mean.value, running_var.value
+        else:
+            x32 = x.astype(jnp.float32)
+            axes = tuple(range(x.ndim - 1))
+            mean = jnp.mean(x32, axis=axes)
+            var = jnp.mean(jnp.square(x32 - mean), axis=axes)
+            if not self.is_initializing():
+                n = x.size // c
+                m = self.momentum
+                running_mean.value = (1 - m) * running_mean.value + m * mean
+                running_var.value = (1 - m) * running_var.value + m * var * (n / max(n - 1, 1))
+        inv = jax.lax.rsqrt(var + self.epsilon) * scale
+        y = x.astype(jnp.float32) * inv + (bias - mean * inv)
+        return y.astype(self.dtype)
 
 
 class ConvBN(nn.Module):
@@ -52,8 +79,8 @@ class ConvBN(nn.Module):
         x = nn.Conv(self.features, k, strides=self.strides, padding=pad(self.padding),
                     feature_group_count=self.groups, use_bias=False, dtype=self.dtype,
                     name="conv")(x)
-        x = nn.BatchNorm(use_running_average=not train or self.bn_frozen, momentum=0.9,
-                         epsilon=self.bn_epsilon, dtype=self.dtype, name="bn")(x)
+        x = BatchNorm(use_running_average=not train or self.bn_frozen, epsilon=self.bn_epsilon,
+                      dtype=self.dtype, name="bn")(x)
         return nn.relu(x) if self.relu else x
 
 
