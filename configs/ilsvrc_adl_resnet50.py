@@ -1,0 +1,26 @@
+"""ADL on ResNet50-SE, ILSVRC 2012 (Choe & Shim CVPR'19).
+
+Placement and hyperparameters as configs/cub_adl_resnet50.py. Expected (Table 3, ImageNet-1k):
+Top-1 Loc 48.53, Top-1 Clas 75.85 (CAM: 46.19 / 76.56). Schedule: 10 epochs, decay every 3
+(configs/_paper.py).
+"""
+
+import importlib.util
+from pathlib import Path
+
+
+def _paper():
+    spec = importlib.util.spec_from_file_location("wsolax_paper_config",
+                                                  Path(__file__).with_name("_paper.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def get_config():
+    from wsolax.methods.placements import paper_inserts
+
+    return _paper().paper_config(
+        "ilsvrc_adl_resnet50", "ilsvrc", "se_resnet50",
+        inserts=paper_inserts("adl", "se_resnet50"),
+        methods={"adl": {"drop_rate": 0.75, "gamma": 0.9}})
