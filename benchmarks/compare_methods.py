@@ -28,6 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = (("top1_cls", "Top-1 Cls"), ("gt_known_loc@val_tau", "GT-known Loc"),
            ("top1_loc@val_tau", "Top-1 Loc"), ("max_box_acc", "MaxBoxAcc"),
            ("max_box_acc_v2", "MaxBoxAccV2"), ("pxap", "PxAP"))
+# Diagnostics from benchmarks/synthetic_cam_coverage.py (CAM of the GT class at half its max).
+DIAGNOSTICS = (("cam_peak_on_part_%", "CAM peak on part"),
+               ("object_pixels_covered_%", "object covered @ 0.5 max"),
+               ("mask_precision@val_tau", "pixels on object @ τ"))
 NAMES = {"cam": "CAM", "adl": "ADL", "dgdm": "DGDM", "dfm": "DFM", "wtl": "Where to Look"}
 
 
@@ -45,20 +49,31 @@ def run_one(method: str, seed: int, out: Path, data_root: Path, overrides: list[
         if proc.returncode:
             sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
         (workdir / "wall_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
+    coverage_file = workdir / "coverage.json"
+    if not coverage_file.exists():
+        cmd = [sys.executable, "benchmarks/synthetic_cam_coverage.py", "--config",
+               f"configs/synthetic_{method}.py", "--workdir", str(workdir),
+               f"--config.data.root={data_root}", *overrides]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode:
+            sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+        text = proc.stdout
+        coverage_file.write_text(text[text.rindex("\n{") + 1:] if "\n{" in text else text)
     summary = json.loads(metrics_file.read_text())
     result = dict(summary["splits"]["test"])
+    result.update(json.loads(coverage_file.read_text()))
     result["tau"] = summary["tau"]
     wall = workdir / "wall_seconds.txt"
     result["wall_seconds"] = float(wall.read_text()) if wall.exists() else None
     return result
 
 
-def table(results: dict[str, list[dict]]) -> str:
-    head = "| method | " + " | ".join(title for _, title in COLUMNS) + " |"
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
+def table(results: dict[str, list[dict]], columns=COLUMNS) -> str:
+    head = "| method | " + " | ".join(title for _, title in columns) + " |"
+    lines = [head, "|" + "---|" * (len(columns) + 1)]
     for method, runs in results.items():
         cells = []
-        for key, _ in COLUMNS:
+        for key, _ in columns:
             values = np.array([r[key] for r in runs], np.float64)
             std = values.std(ddof=1) if len(values) > 1 else 0.0
             cells.append(f"{values.mean():.1f} ± {std:.1f}")
@@ -112,7 +127,7 @@ def main() -> None:
             print(f"{method} seed {seed}: " + ", ".join(f"{t} {r[k]:.1f}" for k, t in COLUMNS),
                   flush=True)
             results[method].append(r)
-    md = table(results)
+    md = table(results) + "\n\nDiagnostics (%):\n\n" + table(results, DIAGNOSTICS)
     grid = overlay_grid(out, args.methods, args.seeds[0], args.overlay_rows)
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
     (out / "table.md").write_text(md + "\n")

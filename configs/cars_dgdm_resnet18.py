@@ -20,8 +20,9 @@ def _paper():
 
 
 def get_config():
-    stages = ("layer3_0", "layer4_0", "layer4")
+    from wsolax.methods.placements import paper_inserts
+
     return _paper().paper_config(
-        "cars_dgdm_resnet18", "cars", "resnet18", inserts=tuple((s, "dgdm") for s in stages),
+        "cars_dgdm_resnet18", "cars", "resnet18", inserts=paper_inserts("dgdm", "resnet18"),
         methods={"dgdm": {"drop_rate": 0.75, "alpha": 0.5, "beta": 3.0, "block_size": 3,
                           "delta_high": 0.9, "delta_low": 0.05}})
