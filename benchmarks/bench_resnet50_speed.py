@@ -2,7 +2,8 @@
 
     python benchmarks/bench_resnet50_speed.py [--image-size 224] [--batch 32] [--steps 10]
         [--warmup 2] [--dtypes float32 bfloat16] [--methods cam adl] [--device auto|cpu|gpu]
-        [--torch-memory-format channels_last|contiguous] [--json out.json]
+        [--torch-memory-format auto|channels_last|contiguous] [--torch-threads N]
+        [--frameworks jax torch] [--json out.json]
 
 Both sides run the same work on the same random batch, in one process:
 
@@ -20,8 +21,16 @@ Both sides run the same work on the same random batch, in one process:
 
 bfloat16: wsolax computes in bfloat16 with float32 parameters and BatchNorm statistics
 (`model.dtype`); PyTorch runs under `torch.autocast(<device>, dtype=torch.bfloat16)`.
-PyTorch uses channels_last tensors by default (`--torch-memory-format`); that is what oneDNN
-(CPU) and cuDNN (GPU) are fastest with for convolutions, and it is reported in the output.
+PyTorch's memory format (`--torch-memory-format`, reported per row): `auto` takes channels_last
+on the GPU (cuDNN's fast layout) and, on the CPU, whichever of channels_last / contiguous ran one
+train step + one forward faster (timed once per dtype before the measurement). PyTorch uses
+`os.cpu_count()` threads unless `--torch-threads` says otherwise.
+
+Measure on a quiet machine: PyTorch's OpenMP kernels slow down many-fold when other processes
+take their cores (a barrier waits for a descheduled thread; seen: ResNet50 forward 20x slower on
+2 busy cores), XLA's work-stealing pool much less, so a busy machine flatters JAX. The script
+records the load average and warns when it is high. `--frameworks jax` / `--frameworks torch`
+measures one side alone, to check that the two do not disturb each other in one process.
 
 Protocol: each (method, dtype) is built on both sides, compiled / warmed up (`--warmup` calls of
 each function, not timed), then measured in `--steps` rounds; a round times one jax train step,
@@ -32,7 +41,8 @@ by torch images/s (>1: wsolax is faster). JAX compile time (lowering + XLA compi
 reported separately and is not in any throughput. Losses are checked to be finite on both sides
 (the two implementations are different code with different initialisations, so outputs are not
 compared). On the GPU every timed call ends with `block_until_ready` / `torch.cuda.synchronize`.
-`--device auto` uses the GPU when both JAX and PyTorch see one, else the CPU.
+`--device auto` uses the GPU when both JAX and PyTorch see one, else the CPU; on a GPU machine
+run once more with `--device cpu` for the CPU numbers.
 """
 
 from __future__ import annotations
@@ -44,10 +54,14 @@ import json
 import math
 import os
 import platform
+import resource
 import statistics
 import time
 
 import numpy as np
+
+# JAX and PyTorch share the GPU in one process: keep JAX from preallocating 75% of its memory.
+os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.45")
 
 # ---------------------------------------------------------------------------------------------
 # PyTorch side: a functional ResNet50 in the WSOL form (torchvision layout, layer4 stride 1).
@@ -156,13 +170,14 @@ def torch_forward(torch, F, params, buffers, x, *, train: bool, adl: dict | None
 class TorchBench:
     """One (method, dtype) on the PyTorch side: train step, eval (CAM) step, forward."""
 
-    def __init__(self, torch, method: str, dtype: str, args, device, images_nhwc, labels):
+    def __init__(self, torch, method: str, dtype: str, args, device, images_nhwc, labels,
+                 memory_format: str):
         import torch.nn.functional as F
 
         self.torch, self.F = torch, F
         self.device = device
         self.cuda = device.type == "cuda"
-        channels_last = args.torch_memory_format == "channels_last"
+        channels_last = memory_format == "channels_last"
         self.params, self.buffers = torch_resnet50(torch, args.num_classes, device, channels_last)
         self.adl = {"gamma": 0.9, "drop_rate": 0.75} if method == "adl" else None
         self.out_hw = (args.image_size, args.image_size)
@@ -270,11 +285,12 @@ class JaxBench:
         s = args.image_size
         mesh = sharding.data_mesh([device])  # one device, like the one torch uses
         self.compile_s = {}
+        self.temp_bytes = {}  # XLA's scratch memory per compiled program
 
         with jax.default_device(device):
             init = jax.jit(lambda k: init_state(model, tx, k, (1, s, s, 3)))
             key = init_key(0)
-            init_fn, self.compile_s["init"], _ = self._aot(init, key)
+            init_fn, self.compile_s["init"], _ = self._aot("init", init, key)
             self.state = jax.block_until_ready(init_fn(key))
         batch = sharding.put_batch({"image": images_nhwc, "label": labels}, mesh)
         self.batch = batch
@@ -282,22 +298,27 @@ class JaxBench:
 
         step = jax.jit(make_train_step(model, tx), donate_argnums=0)
         self.train_fn, self.compile_s["train_step"], self.train_flops = self._aot(
-            step, self.state, batch, self.run_key)
+            "train_step", step, self.state, batch, self.run_key)
 
         extract = make_cam_extractor(model, mesh, (s, s))
         variables = model_variables(self.state)
         self.eval_fn, self.compile_s["eval_cam"], self.eval_flops = self._aot(
-            extract, variables, batch["image"], batch["label"])
+            "eval_cam", extract, variables, batch["image"], batch["label"])
 
         forward = jax.jit(lambda v, x: model.apply(v, x, train=False)["logits"])
         self.forward_fn, self.compile_s["forward"], self.forward_flops = self._aot(
-            forward, variables, batch["image"])
+            "forward", forward, variables, batch["image"])
 
-    def _aot(self, fn, *args):
+    def _aot(self, name, fn, *args):
         """Lower + compile ahead of time; returns (compiled, seconds, XLA's flop count or None)."""
         t0 = time.perf_counter()
         compiled = fn.lower(*args).compile()
         seconds = time.perf_counter() - t0
+        try:
+            mem = compiled.memory_analysis()
+            self.temp_bytes[name] = int(mem.temp_size_in_bytes)
+        except Exception:  # best effort
+            pass
         flops = None
         try:
             cost = compiled.cost_analysis()
@@ -332,6 +353,7 @@ class JaxBench:
 # ---------------------------------------------------------------------------------------------
 
 KINDS = ("train", "eval", "forward")
+FRAMEWORKS = ("jax", "torch")
 
 
 def pick_device(requested: str):
@@ -354,7 +376,25 @@ def pick_device(requested: str):
     return "cpu", jax.devices("cpu")[0], torch.device("cpu")
 
 
-def machine_info(kind: str, jax_device, torch, args) -> dict:
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def machine_info(kind: str, jax_device, torch) -> dict:
     import jax
 
     info = {
@@ -370,9 +410,10 @@ def machine_info(kind: str, jax_device, torch, args) -> dict:
         "torch_version": torch.__version__,
         "torch_num_threads": torch.get_num_threads(),
         "torch_mkldnn": bool(torch.backends.mkldnn.is_available()),
-        "torch_memory_format": args.torch_memory_format,
         "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", ""),
+        "XLA_PYTHON_CLIENT_MEM_FRACTION": os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION", ""),
+        "loadavg_at_start": _loadavg(),
     }
     if kind == "gpu":
         info["gpu_name"] = torch.cuda.get_device_name(0)
@@ -383,54 +424,81 @@ def machine_info(kind: str, jax_device, torch, args) -> dict:
     return info
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def summarise(times: list[float], batch: int) -> dict:
     med = statistics.median(times)
     return {"median_s": med, "min_s": min(times), "max_s": max(times), "n": len(times),
             "images_per_s": batch / med}
 
 
-def bench_one(method: str, dtype: str, args, kind: str, jax_device, torch, torch_device,
-              images, labels) -> dict:
+def choose_memory_format(torch, dtype, args, kind, torch_device, images,
+                         labels) -> tuple[str, dict]:
+    """`--torch-memory-format auto`: channels_last on the GPU; on the CPU the faster of the two
+    for one torch train step + one forward (after one warm-up call each)."""
+    if args.torch_memory_format != "auto":
+        return args.torch_memory_format, {}
+    if kind == "gpu":
+        return "channels_last", {}
+    trial = {}
+    for fmt in ("channels_last", "contiguous"):
+        tb = TorchBench(torch, "cam", dtype, args, torch_device, images, labels, fmt)
+        tb.train_step()
+        tb.forward()
+        trial[fmt] = tb.timed(tb.train_step)[0] + tb.timed(tb.forward)[0]
+        del tb
+        gc.collect()
+    best = min(trial, key=trial.get)
+    print(f"   torch memory format for {dtype}: {best} (train+forward s: "
+          + ", ".join(f"{k} {v:.2f}" for k, v in trial.items()) + ")", flush=True)
+    return best, trial
+
+
+def bench_one(method: str, dtype: str, args, torch, devices, images, labels,
+              memory_format: str) -> dict:
+    jax_device, torch_device = devices
     print(f"\n== {method} / {dtype}: building and compiling ...", flush=True)
-    t0 = time.perf_counter()
-    jb = JaxBench(method, dtype, args, jax_device, images, labels)
-    jax_build_s = time.perf_counter() - t0
-    print("   jax compile (s): " + ", ".join(f"{k} {v:.1f}" for k, v in jb.compile_s.items())
-          + f"  [build incl. init: {jax_build_s:.1f}]", flush=True)
-    tb = TorchBench(torch, method, dtype, args, torch_device, images, labels)
-    benches = {"jax": jb, "torch": tb}
+    benches = {}
+    result = {"method": method, "dtype": dtype, "checks": {}}
+    if "jax" in args.frameworks:
+        t0 = time.perf_counter()
+        benches["jax"] = jb = JaxBench(method, dtype, args, jax_device, images, labels)
+        build_s = time.perf_counter() - t0
+        print("   jax compile (s): " + ", ".join(f"{k} {v:.1f}" for k, v in jb.compile_s.items())
+              + f"  [build incl. init: {build_s:.1f}]", flush=True)
+        result["jax"] = {"compile_s": jb.compile_s, "build_s": build_s,
+                         "xla_temp_bytes": jb.temp_bytes}
+        flops = {"train": jb.train_flops, "eval": jb.eval_flops, "forward": jb.forward_flops}
+    else:
+        flops = {}
+    if "torch" in args.frameworks:
+        benches["torch"] = TorchBench(torch, method, dtype, args, torch_device, images, labels,
+                                      memory_format)
+        result["torch"] = {"memory_format": memory_format,
+                           "autocast": "bfloat16" if dtype == "bfloat16" else None}
     fns = {name: {"train": b.train_step, "eval": b.eval_step, "forward": b.forward}
            for name, b in benches.items()}
 
-    first_call_s = {}
-    checks = {}
+    def loss_of(metrics) -> float:
+        return float(metrics["loss"])  # a 0-d jax array or torch tensor
+
+    first_call = {}
     for name, b in benches.items():
+        first_call[name] = {}
         for k in KINDS:
-            first_call_s.setdefault(name, {})[k], out = b.timed(fns[name][k])
+            first_call[name][k], out = b.timed(fns[name][k])
             if k == "train":
-                checks[name] = {"first_loss": float(out["loss"]) if name == "jax"
-                                else float(out["loss"].item())}
+                result["checks"][name] = {"first_loss": loss_of(out)}
             for _ in range(args.warmup - 1):
                 b.timed(fns[name][k])
+        result[name]["first_call_s"] = first_call[name]
     print("   first call (s): " + "; ".join(
-        f"{n} " + ", ".join(f"{k} {v:.2f}" for k, v in d.items()) for n, d in first_call_s.items()),
+        f"{n} " + ", ".join(f"{k} {v:.2f}" for k, v in d.items()) for n, d in first_call.items()),
         flush=True)
 
     times = {name: {k: [] for k in KINDS} for name in benches}
     last = {}
+    names = list(benches)
     for r in range(args.steps):
-        order = ("jax", "torch") if r % 2 == 0 else ("torch", "jax")
+        order = names if r % 2 == 0 else names[::-1]
         for k in KINDS:
             for name in order:
                 dt, out = benches[name].timed(fns[name][k])
@@ -438,32 +506,30 @@ def bench_one(method: str, dtype: str, args, kind: str, jax_device, torch, torch
                 if k == "train":
                     last[name] = out
         print(f"   round {r + 1}/{args.steps}: " + "  ".join(
-            f"{k} jax {times['jax'][k][-1]:.3f}s torch {times['torch'][k][-1]:.3f}s"
-            for k in KINDS), flush=True)
+            f"{k} " + " ".join(f"{n} {times[n][k][-1]:.3f}s" for n in names) for k in KINDS),
+            flush=True)
 
     for name in benches:
-        loss = last[name]["loss"]
-        checks[name]["last_loss"] = float(loss) if name == "jax" else float(loss.item())
-        checks[name]["finite"] = all(math.isfinite(v) for v in checks[name].values()
-                                     if isinstance(v, float))
-    if not all(c["finite"] for c in checks.values()):
-        print(f"   WARNING: non-finite loss: {checks}", flush=True)
+        c = result["checks"][name]
+        c["last_loss"] = loss_of(last[name])
+        c["finite"] = math.isfinite(c["first_loss"]) and math.isfinite(c["last_loss"])
+        if not c["finite"]:
+            print(f"   WARNING: non-finite {name} loss: {c}", flush=True)
 
-    result = {"method": method, "dtype": dtype, "checks": checks,
-              "jax": {"compile_s": jb.compile_s, "first_call_s": first_call_s["jax"]},
-              "torch": {"first_call_s": first_call_s["torch"]}, "ratio_jax_over_torch": {}}
-    flops = {"train": jb.train_flops, "eval": jb.eval_flops, "forward": jb.forward_flops}
     for k in KINDS:
         for name in benches:
             s = summarise(times[name][k], args.batch)
-            if flops[k]:
+            if flops.get(k):
                 # XLA's count for the wsolax program, used for both (same network, same work).
                 s["gflop_per_s_xla_count"] = flops[k] / s["median_s"] / 1e9
             result[name][k] = s
-        result["jax"][k]["xla_flops_per_call"] = flops[k]
-        result["ratio_jax_over_torch"][k] = (result["jax"][k]["images_per_s"]
-                                             / result["torch"][k]["images_per_s"])
-    del jb, tb, benches, fns, last
+        if "jax" in benches:
+            result["jax"][k]["xla_flops_per_call"] = flops[k]
+    if len(benches) == 2:
+        result["ratio_jax_over_torch"] = {
+            k: result["jax"][k]["images_per_s"] / result["torch"][k]["images_per_s"]
+            for k in KINDS}
+    del benches, fns, last
     gc.collect()
     return result
 
@@ -471,29 +537,44 @@ def bench_one(method: str, dtype: str, args, kind: str, jax_device, torch, torch
 def print_table(results: list[dict], info: dict, args) -> None:
     print(f"\nResNet50 WSOL, {args.image_size}x{args.image_size}, batch {args.batch}, "
           f"{args.steps} timed rounds (median); device: {info['device']} "
-          f"({info.get('gpu_name') or info['processor']}, {info['cpu_count']} CPUs); "
-          f"torch {info['torch_version']} eager, {info['torch_memory_format']}")
+          f"({info.get('gpu_name') or info['processor']}, {info['cpu_count']} CPUs, "
+          f"torch {info['torch_num_threads']} threads); torch {info['torch_version']} eager")
+
+    def cell(r, name, k, key, fmt):
+        v = r.get(name, {}).get(k, {}).get(key)
+        return format(v, fmt) if v else "-"
+
     head = (f"{'method':<6} {'dtype':<9} {'what':<8} {'jax img/s':>10} {'torch img/s':>12} "
-            f"{'jax/torch':>10} {'jax ms':>9} {'torch ms':>9} {'jax GF/s':>9} {'torch GF/s':>10}")
+            f"{'jax/torch':>10} {'jax ms':>9} {'torch ms':>9} {'jax GF/s':>9} {'torch GF/s':>10}"
+            f"  torch layout")
     print(head)
     print("-" * len(head))
     for r in results:
         for k in KINDS:
-            j, t = r["jax"][k], r["torch"][k]
-            jg = j.get("gflop_per_s_xla_count")
-            tg = t.get("gflop_per_s_xla_count")
-            print(f"{r['method']:<6} {r['dtype']:<9} {k:<8} {j['images_per_s']:>10.2f} "
-                  f"{t['images_per_s']:>12.2f} {r['ratio_jax_over_torch'][k]:>10.2f} "
-                  f"{j['median_s'] * 1e3:>9.1f} {t['median_s'] * 1e3:>9.1f} "
-                  f"{(f'{jg:.1f}' if jg else '-'):>9} {(f'{tg:.1f}' if tg else '-'):>10}")
-    print("\nJAX compile seconds (AOT lower+compile, excluded from throughput):")
-    for r in results:
-        print(f"  {r['method']:<6} {r['dtype']:<9} " + ", ".join(
-            f"{k} {v:.1f}" for k, v in r["jax"]["compile_s"].items()))
+            ratio = r.get("ratio_jax_over_torch", {}).get(k)
+            jm = r.get("jax", {}).get(k, {}).get("median_s")
+            tm = r.get("torch", {}).get(k, {}).get("median_s")
+            print(f"{r['method']:<6} {r['dtype']:<9} {k:<8} "
+                  f"{cell(r, 'jax', k, 'images_per_s', '.2f'):>10} "
+                  f"{cell(r, 'torch', k, 'images_per_s', '.2f'):>12} "
+                  f"{(format(ratio, '.2f') if ratio else '-'):>10} "
+                  f"{(format(jm * 1e3, '.1f') if jm else '-'):>9} "
+                  f"{(format(tm * 1e3, '.1f') if tm else '-'):>9} "
+                  f"{cell(r, 'jax', k, 'gflop_per_s_xla_count', '.1f'):>9} "
+                  f"{cell(r, 'torch', k, 'gflop_per_s_xla_count', '.1f'):>10}"
+                  f"  {r.get('torch', {}).get('memory_format', '-')}")
+    if any("jax" in r for r in results):
+        print("\nJAX compile seconds (AOT lower+compile, excluded from throughput):")
+        for r in results:
+            if "jax" in r:
+                print(f"  {r['method']:<6} {r['dtype']:<9} " + ", ".join(
+                    f"{k} {v:.1f}" for k, v in r["jax"]["compile_s"].items()))
     print("losses (first -> last timed step): " + "; ".join(
-        f"{r['method']}/{r['dtype']} jax {r['checks']['jax']['first_loss']:.3f}->"
-        f"{r['checks']['jax']['last_loss']:.3f} torch {r['checks']['torch']['first_loss']:.3f}->"
-        f"{r['checks']['torch']['last_loss']:.3f}" for r in results))
+        f"{r['method']}/{r['dtype']} " + " ".join(
+            f"{n} {c['first_loss']:.3f}->{c['last_loss']:.3f}" for n, c in r["checks"].items())
+        for r in results))
+    print(f"load average at start {info['loadavg_at_start']}, at end {info.get('loadavg_at_end')}; "
+          f"peak RSS {info.get('peak_rss_mb')} MB")
 
 
 def main() -> None:
@@ -508,8 +589,13 @@ def main() -> None:
                    choices=["float32", "bfloat16"])
     p.add_argument("--methods", nargs="+", default=["cam", "adl"], choices=["cam", "adl"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
-    p.add_argument("--torch-memory-format", default="channels_last",
-                   choices=["channels_last", "contiguous"])
+    p.add_argument("--frameworks", nargs="+", default=list(FRAMEWORKS), choices=FRAMEWORKS,
+                   help="measure only one side (e.g. to check the two do not disturb each other)")
+    p.add_argument("--torch-memory-format", default="auto",
+                   choices=["auto", "channels_last", "contiguous"],
+                   help="auto: channels_last on the GPU, the faster one (timed) on the CPU")
+    p.add_argument("--torch-threads", type=int, default=0,
+                   help="torch.set_num_threads (0: os.cpu_count())")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     args.warmup = max(1, args.warmup)
@@ -519,29 +605,42 @@ def main() -> None:
     kind, jax_device, torch_device = pick_device(args.device)
     import torch
 
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(args.torch_threads or os.cpu_count())
     if kind == "gpu":
         torch.backends.cudnn.benchmark = True
         # XLA uses TF32 for float32 convolutions and matmuls on Ampere+ by default; let cuDNN and
         # cuBLAS do the same so float32 compares like for like.
         torch.backends.cudnn.allow_tf32 = True
         torch.set_float32_matmul_precision("high")
-    info = machine_info(kind, jax_device, torch, args)
+    info = machine_info(kind, jax_device, torch)
     print(json.dumps(info, indent=1), flush=True)
+    load = info["loadavg_at_start"]
+    if kind == "cpu" and load and load[0] > 0.5:
+        print(f"WARNING: 1-minute load average {load[0]} on {os.cpu_count()} CPUs: other work is "
+              "running. PyTorch's OpenMP kernels slow down many-fold when their threads are "
+              "descheduled (XLA's thread pool much less), so CPU numbers from a busy machine "
+              "are not comparable.", flush=True)
 
     rng = np.random.default_rng(0)
     s = args.image_size
     images = rng.normal(size=(args.batch, s, s, 3)).astype(np.float32)
     labels = rng.integers(0, args.num_classes, args.batch).astype(np.int32)
 
-    results = []
+    results, format_trials = [], {}
     for dtype in args.dtypes:
+        fmt = args.torch_memory_format
+        if "torch" in args.frameworks:
+            fmt, format_trials[dtype] = choose_memory_format(torch, dtype, args, kind,
+                                                             torch_device, images, labels)
         for method in args.methods:
-            results.append(bench_one(method, dtype, args, kind, jax_device, torch, torch_device,
-                                     images, labels))
+            results.append(bench_one(method, dtype, args, torch, (jax_device, torch_device),
+                                     images, labels, fmt))
+    info["loadavg_at_end"] = _loadavg()
+    info["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print_table(results, info, args)
     if args.json:
         report = {"args": vars(args), "machine": info, "results": results,
+                  "torch_memory_format_trials_s": format_trials,
                   "ratio": "jax images/s / torch images/s (>1: wsolax faster)"}
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
