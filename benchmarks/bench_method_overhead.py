@@ -6,7 +6,9 @@
 Each method sits where its paper puts it (wsolax.methods.placements; `--stages` overrides, e.g.
 for a backbone a paper does not use). Steps are jitted train steps (forward, backward, SGD update)
 on random data; methods are timed round-robin, `--steps` steps each per round, so machine-load
-drift affects all of them alike. Reports the median step time and its ratio to CAM.
+drift affects all of them alike. Reports the median step time and its ratio to CAM, and XLA's
+cost analysis of each compiled step (flops, bytes accessed): a load-independent measure of what
+the inserted layers add.
 """
 
 from __future__ import annotations
@@ -40,8 +42,14 @@ def build(method: str, args):
     tx, _ = make_optimizer(cfg.optim, 100, 1000)
     shape = (1, args.image_size, args.image_size, 3)
     state = jax.jit(lambda k: init_state(model, tx, k, shape))(init_key(0))
-    step = jax.jit(make_train_step(model, tx), donate_argnums=0)
-    return cfg, state, step
+    return cfg, state, jax.jit(make_train_step(model, tx), donate_argnums=0)
+
+
+def cost(compiled) -> dict:
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, list):  # older JAX: one dict per program
+        analysis = analysis[0]
+    return {k: float(analysis.get(k, float("nan"))) for k in ("flops", "bytes accessed")}
 
 
 def main() -> None:
@@ -65,15 +73,16 @@ def main() -> None:
     run_key = jax.random.key(0)
     runs = {}
     for method in args.methods:
-        cfg, state, step = build(method, args)
+        cfg, state, jitted = build(method, args)
         t0 = time.perf_counter()
+        step = jitted.lower(state, batch, run_key).compile()
+        compile_s = time.perf_counter() - t0
         state, m = step(state, batch, run_key)
         jax.block_until_ready(m)
-        compile_s = time.perf_counter() - t0
         state, m = step(state, batch, run_key)  # one more warm step
         jax.block_until_ready(m)
         runs[method] = {"state": state, "step": step, "times": [], "compile_s": compile_s,
-                        "inserts": [list(x) for x in cfg.model.inserts]}
+                        "inserts": [list(x) for x in cfg.model.inserts], "cost": cost(step)}
         print(f"{method}: compiled in {compile_s:.1f} s; inserts {cfg.model.inserts}", flush=True)
     for _ in range(args.rounds):
         for method, r in runs.items():
@@ -87,15 +96,20 @@ def main() -> None:
                          f"{jax.devices()[0].device_kind}, Python {platform.python_version()}",
               "backbone": args.backbone, "image_size": args.image_size, "batch": args.batch,
               "dtype": args.dtype, "methods": {}}
+    base_cost = runs["cam"]["cost"] if "cam" in runs else None
     for method, r in runs.items():
         med = float(np.median(r["times"]))
+        extra = ({k: 100 * (r["cost"][k] / base_cost[k] - 1) for k in r["cost"]}
+                 if base_cost else {})
         report["methods"][method] = {
             "median_step_s": med, "min_step_s": float(np.min(r["times"])),
             "images_per_s": args.batch / med, "inserts": r["inserts"],
-            "overhead_vs_cam_percent": None if base is None else 100 * (med / base - 1)}
+            "overhead_vs_cam_percent": None if base is None else 100 * (med / base - 1),
+            "xla_cost": r["cost"], "xla_cost_vs_cam_percent": extra}
         ov = report["methods"][method]["overhead_vs_cam_percent"]
         print(f"{method:6s} median {med * 1000:8.1f} ms/step  {args.batch / med:7.2f} img/s"
-              + ("" if ov is None else f"  overhead {ov:+.1f} %"))
+              + ("" if ov is None else f"  overhead {ov:+.1f} %")
+              + "".join(f"  {k} {v:+.2f} %" for k, v in extra.items()))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
