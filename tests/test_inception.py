@@ -9,8 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from backbone_testing import batchnorm_modes, numpy_variables, torch_one_thread  # noqa: F401  (autouse fixture)
+
 from wsolax.config import base_config
-from wsolax.models.layers import BatchNorm
 from wsolax.models import inception
 from wsolax.models.registry import backbone_module, build_model
 from wsolax.training.state import init_key
@@ -165,26 +166,6 @@ def reference_forward(sd, x_nchw, head_convs, fc_w, fc_b, large):
 
 
 # ---------------------------------------------------------------- helpers
-def numpy_variables(model, x, seed=0):
-    """The model's variable tree with numpy values (shapes from `jax.eval_shape`).
-
-    Stands in for `jax.jit(model.init)`: on XLA:CPU each parameter's RNG call adds ~0.5-1 s of
-    compile time, and this network has ~190 parameter tensors -- minutes for a unit test.
-    """
-    shapes = jax.eval_shape(lambda k: model.init(k, x, train=False), init_key(0))
-    rng = np.random.default_rng(seed)
-
-    def leaf(path, s):
-        name = str(getattr(path[-1], "key", path[-1]))
-        if name == "kernel":
-            return rng.standard_normal(s.shape, np.float32) * np.float32(
-                np.sqrt(2.0 / np.prod(s.shape[:-1])))
-        if name in ("scale", "var"):
-            return np.ones(s.shape, np.float32)
-        return np.zeros(s.shape, np.float32) if name == "mean" else (
-            rng.standard_normal(s.shape, np.float32) * np.float32(0.1))
-    return jax.tree_util.tree_map_with_path(leaf, shapes)
-
 
 def _cfg(**model):
     cfg = base_config()
@@ -199,15 +180,6 @@ def _cfg(**model):
 def state_dict():
     return random_state_dict()
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _torch_one_thread():
-    # On a shared 2-core machine torch's intra-op threads spin against each other (measured: the
-    # reference forward takes 6 s with 2 threads, 0.3 s with 1).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -271,26 +243,13 @@ def test_feature_sizes_at_224(large):
     assert out["features"].shape == (1, side, side, 1024)
 
 
-def _batchnorm_modes(model, variables, x):
-    """use_running_average of every BatchNorm called in a training-mode forward (traced only)."""
-    modes = []
-
-    def record(next_fun, args, kwargs, context):
-        if isinstance(context.module, BatchNorm) and context.method_name == "__call__":
-            modes.append(context.module.use_running_average)
-        return next_fun(*args, **kwargs)
-
-    with nn.intercept_methods(record):
-        jax.eval_shape(lambda v: model.apply(v, x, train=True, mutable=["batch_stats"]), variables)
-    return modes
-
 
 def test_batchnorm_statistics_update_unless_frozen(state_dict, converted):
     model, x, variables, _ = converted
     n_bn = sum(k.endswith(".bn.weight") and not k.startswith(REMOVED) for k in state_dict)
-    assert _batchnorm_modes(model, variables, x) == [False] * n_bn
+    assert batchnorm_modes(model, variables, x) == [False] * n_bn
     frozen = build_model(_cfg(bn_frozen=True))
-    assert _batchnorm_modes(frozen, variables, x) == [True] * n_bn  # frozen: never updated
+    assert batchnorm_modes(frozen, variables, x) == [True] * n_bn  # frozen: never updated
 
     _, upd = jax.jit(lambda v: model.apply(v, x, train=True, mutable=["batch_stats"]))(variables)
     old, new = variables["batch_stats"]["backbone"], upd["batch_stats"]["backbone"]

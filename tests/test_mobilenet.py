@@ -10,8 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from backbone_testing import batchnorm_modes, numpy_variables, torch_one_thread  # noqa: F401  (autouse fixture)
+
 from wsolax.config import base_config
-from wsolax.models.layers import BatchNorm
 from wsolax.models import mobilenet
 from wsolax.models.registry import backbone_module, build_model
 from wsolax.training.state import init_key
@@ -85,23 +86,6 @@ def reference_forward(sd, x_nchw, large):
     return x.numpy(), logits.numpy()
 
 
-def numpy_variables(model, x, seed=0):
-    """The model's variable tree with numpy values (shapes from `jax.eval_shape`); stands in for
-    `jax.jit(model.init)`, whose per-parameter RNG compile time is seconds on XLA:CPU."""
-    shapes = jax.eval_shape(lambda k: model.init(k, x, train=False), init_key(0))
-    rng = np.random.default_rng(seed)
-
-    def leaf(path, s):
-        name = str(getattr(path[-1], "key", path[-1]))
-        if name == "kernel":
-            return rng.standard_normal(s.shape, np.float32) * np.float32(
-                np.sqrt(2.0 / np.prod(s.shape[:-1])))
-        if name in ("scale", "var"):
-            return np.ones(s.shape, np.float32)
-        return np.zeros(s.shape, np.float32) if name == "mean" else (
-            rng.standard_normal(s.shape, np.float32) * np.float32(0.1))
-    return jax.tree_util.tree_map_with_path(leaf, shapes)
-
 
 def _cfg(num_classes=1000, **model):
     cfg = base_config()
@@ -111,14 +95,6 @@ def _cfg(num_classes=1000, **model):
         cfg.model[k] = v
     return cfg
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _torch_one_thread():
-    # torch's intra-op threads spin against each other on a shared 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -177,26 +153,13 @@ def test_feature_map_size_at_224(large, side):
     assert out["features"].shape == (1, side, side, 1024)
 
 
-def _batchnorm_modes(model, variables, x):
-    """use_running_average of every BatchNorm called in a training-mode forward (traced only)."""
-    modes = []
-
-    def record(next_fun, args, kwargs, context):
-        if isinstance(context.module, BatchNorm) and context.method_name == "__call__":
-            modes.append(context.module.use_running_average)
-        return next_fun(*args, **kwargs)
-
-    with nn.intercept_methods(record):
-        jax.eval_shape(lambda v: model.apply(v, x, train=True, mutable=["batch_stats"]), variables)
-    return modes
-
 
 @pytest.mark.parametrize("frozen", [False, True])
 def test_batchnorm_statistics_update_unless_frozen(state_dict, converted, frozen):
     model = build_model(_cfg(bn_frozen=frozen))
     x = X[:, :32, :32]
     variables, _ = converted
-    assert _batchnorm_modes(model, variables, x) == [frozen] * 27  # stem + 13 x (dw, pw)
+    assert batchnorm_modes(model, variables, x) == [frozen] * 27  # stem + 13 x (dw, pw)
     out, upd = jax.jit(lambda v: model.apply(v, x, train=True, mutable=["batch_stats"]))(variables)
     old, new = variables["batch_stats"]["backbone"], upd["batch_stats"]["backbone"]
     if frozen:

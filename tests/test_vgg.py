@@ -9,6 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from backbone_testing import numpy_variables, torch_one_thread  # noqa: F401  (autouse fixture)
+
 from wsolax.config import base_config
 from wsolax.models import vgg
 from wsolax.models.registry import backbone_module, build_model
@@ -75,27 +77,6 @@ def reference_forward(sd, x_nchw, conv6_w, conv6_b, fc_w, fc_b, large):
     return x.numpy(), logits.numpy()
 
 
-def numpy_variables(model, x, seed=0):
-    """The model's variable tree with numpy values (the model's shapes from `jax.eval_shape`).
-
-    Stands in for `jax.jit(model.init)`: on XLA:CPU every parameter's RNG call adds ~0.5-1 s of
-    compile time (measured: 12 s for VGG16's 28 tensors), too slow for a unit test. Parameters get
-    He-scaled normals, BatchNorm statistics mean 0 / var 1.
-    """
-    shapes = jax.eval_shape(lambda k: model.init(k, x, train=False), init_key(0))
-    rng = np.random.default_rng(seed)
-
-    def leaf(path, s):
-        name = str(getattr(path[-1], "key", path[-1]))
-        if name == "kernel":
-            return rng.standard_normal(s.shape, np.float32) * np.float32(
-                np.sqrt(2.0 / np.prod(s.shape[:-1])))
-        if name in ("scale", "var"):
-            return np.ones(s.shape, np.float32)
-        return np.zeros(s.shape, np.float32) if name == "mean" else (
-            rng.standard_normal(s.shape, np.float32) * np.float32(0.1))
-    return jax.tree_util.tree_map_with_path(leaf, shapes)
-
 
 def _cfg(**model):
     cfg = base_config()
@@ -110,14 +91,6 @@ def _cfg(**model):
 def state_dict():
     return random_state_dict()
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _torch_one_thread():
-    # torch's intra-op threads spin against each other on a shared 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 X = np.random.default_rng(1).standard_normal((2, 48, 48, 3)).astype(np.float32)
