@@ -7,22 +7,13 @@ Top-1 Loc 87.38, Top-1 Clas 88.91 (ADL: 86.50 / 88.50). The paper gives no sched
 CUB one is used (configs/_paper.py).
 """
 
-import importlib.util
-from pathlib import Path
-
-
-def _paper():
-    spec = importlib.util.spec_from_file_location("wsolax_paper_config",
-                                                  Path(__file__).with_name("_paper.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import _paper
 
 
 def get_config():
     from wsolax.methods.placements import paper_inserts
 
-    return _paper().paper_config(
+    return _paper.paper_config(
         "cars_dgdm_resnet18", "cars", "resnet18", inserts=paper_inserts("dgdm", "resnet18"),
         methods={"dgdm": {"drop_rate": 0.75, "alpha": 0.5, "beta": 3.0, "block_size": 3,
                           "delta_high": 0.9, "delta_low": 0.05}})

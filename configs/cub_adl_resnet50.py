@@ -7,21 +7,12 @@ drop rate 0.75, gamma 0.9 for ResNet. Expected (Table 3, CUB): Top-1 Loc 62.29, 
 (CAM: 42.72 / 80.65). Training schedule: see configs/_paper.py.
 """
 
-import importlib.util
-from pathlib import Path
-
-
-def _paper():
-    spec = importlib.util.spec_from_file_location("wsolax_paper_config",
-                                                  Path(__file__).with_name("_paper.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import _paper
 
 
 def get_config():
     from wsolax.methods.placements import paper_inserts
 
-    return _paper().paper_config(
+    return _paper.paper_config(
         "cub_adl_resnet50", "cub", "se_resnet50", inserts=paper_inserts("adl", "se_resnet50"),
         methods={"adl": {"drop_rate": 0.75, "gamma": 0.9}})

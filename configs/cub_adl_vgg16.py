@@ -5,21 +5,12 @@ for VGG-GAP (Sec. 4). Expected (Table 2 / Table 3, CUB): GT-known Loc 75.41, Top
 Top-1 Loc 52.36 (CAM baseline: 51.09 / 67.55 / 34.41). Training schedule: see configs/_paper.py.
 """
 
-import importlib.util
-from pathlib import Path
-
-
-def _paper():
-    spec = importlib.util.spec_from_file_location("wsolax_paper_config",
-                                                  Path(__file__).with_name("_paper.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import _paper
 
 
 def get_config():
     from wsolax.methods.placements import paper_inserts
 
-    return _paper().paper_config(
+    return _paper.paper_config(
         "cub_adl_vgg16", "cub", "vgg16_gap", inserts=paper_inserts("adl", "vgg16_gap"),
         methods={"adl": {"drop_rate": 0.75, "gamma": 0.8}}, weight_decay=5e-4)

@@ -5,22 +5,13 @@ alpha 0.85, beta 0.95, omega 0.15, delta 0.6, gamma 0.4, tau 0.7. Expected (Tabl
 Top-1 Loc 56.14, Top-1 Clas 81.06 (CAM: 41.17 / 78.49). No schedule is given; configs/_paper.py.
 """
 
-import importlib.util
-from pathlib import Path
-
-
-def _paper():
-    spec = importlib.util.spec_from_file_location("wsolax_paper_config",
-                                                  Path(__file__).with_name("_paper.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import _paper
 
 
 def get_config():
     from wsolax.methods.placements import paper_inserts
 
-    return _paper().paper_config(
+    return _paper.paper_config(
         "cub_dfm_resnet50", "cub", "resnet50", inserts=paper_inserts("dfm", "resnet50"),
         methods={"dfm": {"alpha": 0.85, "beta": 0.95, "omega": 0.15, "delta": 0.6,
                          "gamma": 0.4, "tau": 0.7}})

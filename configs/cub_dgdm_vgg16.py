@@ -7,22 +7,13 @@ Top-1 Loc 54.34. Table 1 ablations: --config.model.methods.dgdm.block_size=1|2|3
 block_divisor=7 (Adap_7), alpha=0 / delta_low=0 (component rows), beta=2|2.5|3|3.5.
 """
 
-import importlib.util
-from pathlib import Path
-
-
-def _paper():
-    spec = importlib.util.spec_from_file_location("wsolax_paper_config",
-                                                  Path(__file__).with_name("_paper.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import _paper
 
 
 def get_config():
     from wsolax.methods.placements import paper_inserts
 
-    return _paper().paper_config(
+    return _paper.paper_config(
         "cub_dgdm_vgg16", "cub", "vgg16_gap", inserts=paper_inserts("dgdm", "vgg16_gap"),
         methods={"dgdm": {"drop_rate": 0.75, "alpha": 0.5, "beta": 3.0, "block_size": 3,
                           "delta_high": 0.8, "delta_low": 0.05}}, weight_decay=5e-4)

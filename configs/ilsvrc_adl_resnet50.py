@@ -5,22 +5,13 @@ Top-1 Loc 48.53, Top-1 Clas 75.85 (CAM: 46.19 / 76.56). Schedule: 10 epochs, dec
 (configs/_paper.py).
 """
 
-import importlib.util
-from pathlib import Path
-
-
-def _paper():
-    spec = importlib.util.spec_from_file_location("wsolax_paper_config",
-                                                  Path(__file__).with_name("_paper.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import _paper
 
 
 def get_config():
     from wsolax.methods.placements import paper_inserts
 
-    return _paper().paper_config(
+    return _paper.paper_config(
         "ilsvrc_adl_resnet50", "ilsvrc", "se_resnet50",
         inserts=paper_inserts("adl", "se_resnet50"),
         methods={"adl": {"drop_rate": 0.75, "gamma": 0.9}})

@@ -2,20 +2,11 @@
 stage4 of the tiny backbone (the analogue of the paper's "after conv4_3 / pool4 and conv5_3" on
 VGG16-GAP). Drop rate 0.75 as in the paper; gamma 0.9 (the paper's ResNet value)."""
 
-import importlib.util
-from pathlib import Path
-
-
-def _cam_config(variant):
-    path = Path(__file__).with_name("synthetic_cam.py")
-    spec = importlib.util.spec_from_file_location("synthetic_cam_base", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
+import synthetic_cam
 
 
 def get_config(variant: str | None = None):
-    c = _cam_config(variant)
+    c = synthetic_cam.get_config(variant)
     c.name = "synthetic_adl"
     c.workdir = "runs/synthetic_adl" if variant is None else "runs/synthetic_adl_runlocal"
     c.model.inserts = (("stage3", "adl"), ("stage4", "adl"))

@@ -8,20 +8,11 @@ conv5_3 to the end of stage4. Hyperparameters: the paper's ResNet50 settings (al
 omega 0.15, delta 0.6, gamma 0.4, tau 0.7), written out so the run records them.
 """
 
-import importlib.util
-from pathlib import Path
-
-
-def _cam_config(variant):
-    path = Path(__file__).with_name("synthetic_cam.py")
-    spec = importlib.util.spec_from_file_location("synthetic_cam_base", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
+import synthetic_cam
 
 
 def get_config(variant: str | None = None):
-    c = _cam_config(variant)
+    c = synthetic_cam.get_config(variant)
     c.name = "synthetic_dfm"
     c.workdir = "runs/synthetic_dfm" if variant is None else "runs/synthetic_dfm_runlocal"
     c.model.inserts = (("stage3", "dfm"), ("stage4", "dfm"))

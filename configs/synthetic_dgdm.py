@@ -22,8 +22,7 @@ The same can be set with overrides, e.g. `--config.model.methods.dgdm.block_size
 `--config.model.methods.dgdm.alpha=0.0`, `--config.model.inserts="(('stage4', 'dgdm'),)"`.
 """
 
-import importlib.util
-from pathlib import Path
+import synthetic_cam
 
 INSERTS = {
     "all": tuple((s, "dgdm") for s in ("stage1", "stage2", "stage3", "stage4")),
@@ -33,14 +32,6 @@ DEFAULT_DELTA_LOW = 0.05  # as wsolax.methods.dgdm.DGDM; 0 turns background remo
 # Table 1 component rows -> (delta_low, alpha).
 COMPONENTS = {"stage1": (0.0, 0.0), "stage2": (DEFAULT_DELTA_LOW, 0.0),
               "full": (DEFAULT_DELTA_LOW, 0.5)}
-
-
-def _cam_config(variant):
-    path = Path(__file__).with_name("synthetic_cam.py")
-    spec = importlib.util.spec_from_file_location("synthetic_cam_base", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
 
 
 def _parse(variant: str | None) -> dict[str, str]:
@@ -59,7 +50,7 @@ def _parse(variant: str | None) -> dict[str, str]:
 def get_config(variant: str | None = None):
     opts = _parse(variant)
     runlocal = "runlocal" in opts
-    c = _cam_config("runlocal" if runlocal else None)
+    c = synthetic_cam.get_config("runlocal" if runlocal else None)
     c.name = "synthetic_dgdm"
     suffix = "" if variant is None else "_" + variant.replace(",", "_").replace("=", "")
     c.workdir = "runs/synthetic_dgdm" + suffix

@@ -69,3 +69,18 @@ def test_every_committed_config_validates():
     assert len(paths) >= 10
     for path in paths:  # _*.py are shared helpers, not configs
         load_config(path)
+
+
+def test_configs_import_their_siblings_from_their_own_folder(tmp_path):
+    import sys
+
+    for folder, lr in (("a", 0.5), ("b", 0.25)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "_shared.py").write_text(
+            "from wsolax.config import base_config\n\n\n"
+            f"def make():\n    c = base_config()\n    c.optim.lr = {lr}\n    return c\n")
+        (tmp_path / folder / "exp.py").write_text(
+            "import _shared\n\n\ndef get_config():\n    return _shared.make()\n")
+    assert load_config(tmp_path / "a" / "exp.py").optim.lr == 0.5
+    assert load_config(tmp_path / "b" / "exp.py").optim.lr == 0.25  # not a's cached _shared
+    assert "_shared" not in sys.modules and str(tmp_path / "a") not in sys.path

@@ -11,6 +11,7 @@ import ast
 import difflib
 import importlib.util
 import math
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -130,10 +131,23 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ml_collectio
         raise ConfigError(f"config file not found: {file}")
     spec = importlib.util.spec_from_file_location(f"wsolax_config_{file.stem}", file)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ConfigError(f"{file} defines no get_config()")
-    cfg = module.get_config(arg) if arg is not None else module.get_config()
+    # Configs build on each other (`import synthetic_cam`, `import _paper`): their folder is
+    # importable while one is loaded and built. Sibling modules are forgotten afterwards, so the
+    # next load reads the files again (edited configs, or another folder with the same names).
+    folder = str(file.resolve().parent)
+    before = set(sys.modules)
+    sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(module)
+        if not hasattr(module, "get_config"):
+            raise ConfigError(f"{file} defines no get_config()")
+        cfg = module.get_config(arg) if arg is not None else module.get_config()
+    finally:
+        sys.path.remove(folder)
+        for name in set(sys.modules) - before:
+            origin = getattr(sys.modules[name], "__file__", None) or ""
+            if str(Path(origin).resolve().parent) == folder:
+                del sys.modules[name]
     check_known_keys(cfg)
     for item in overrides:
         apply_override(cfg, item)
