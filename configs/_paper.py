@@ -26,7 +26,9 @@ DATASETS = {  # name -> (classes, epochs, decay every N epochs)
     "cub": (200, 50, 15),
     "ilsvrc": (1000, 10, 3),
     "cars": (196, 50, 15),
+    "openimages": (100, 10, 3),  # OpenImages30k of Choe et al. CVPR'20: 10 epochs, decay every 3
 }
+MAX_BOXES = {"ilsvrc": 64, "openimages": 64}
 
 
 def paper_config(name: str, dataset: str, backbone: str, inserts=(), methods=None,
@@ -44,6 +46,9 @@ def paper_config(name: str, dataset: str, backbone: str, inserts=(), methods=Non
     c.data.crop_size = 224
     c.data.num_threads = 8
     c.data.verify_images = dataset != "ilsvrc"  # decoding 1.28M images up front takes too long
+    # Boxes per image are padded to a fixed count; ILSVRC val and OpenImages (one box per instance
+    # mask) have images with many more than CUB's one (`python -m wsolax.validate` checks it).
+    c.data.max_boxes = MAX_BOXES.get(dataset, 4)
 
     c.model.backbone = backbone
     c.model.inserts = tuple(inserts)

@@ -243,3 +243,51 @@ def test_several_boxes_are_padded_to_max_boxes(tmp_path):
     assert eval_batches(meta, batch_size=4, crop_size=32, max_boxes=5)[0]["boxes"].shape == (4, 5, 4)
     with pytest.raises(ValueError, match="max_boxes=1"):
         train_batches(meta, batch_size=2, resize_size=36, crop_size=32, seed=0, max_boxes=1)
+
+
+# --- multi-host: each process builds its rows of every global batch ---------
+
+@pytest.mark.parametrize("processes", [2, 4])
+def test_process_slices_make_up_the_global_batch(train, root, processes):
+    # 12 images, global batch 8: one batch per epoch, so steps 0..2 span
+    # three epochs (new order, new crops each time).
+    whole = _train(train, batch_size=8, process_index=0, process_count=1)
+    parts = [_train(train, batch_size=8, process_index=p, process_count=processes)
+             for p in range(processes)]
+    for step in range(3):
+        local = [part[step] for part in parts]
+        assert all(len(b["label"]) == 8 // processes for b in local)
+        union = {k: np.concatenate([b[k] for b in local]) for k in local[0]}
+        assert _equal(union, whole[step])
+        assert len(set(union["index"])) == 8  # no image on two processes
+    # Threads and resuming apply per process as well.
+    assert _equal(next(iterate(parts[1], start_step=2, num_threads=2)), parts[1][2])
+
+    # Eval: 6 test images in global batches of 4; the last is half padding,
+    # which with 4 processes falls entirely on processes 2 and 3.
+    test = load_synthetic_split(root, "test")
+    whole = eval_batches(test, batch_size=4, crop_size=32, process_index=0, process_count=1)
+    parts = [eval_batches(test, batch_size=4, crop_size=32, process_index=p,
+                          process_count=processes) for p in range(processes)]
+    assert all(len(part) == len(whole) == 2 for part in parts)
+    for step in range(2):
+        union = {k: np.concatenate([part[step][k] for part in parts]) for k in whole[step]}
+        assert _equal(union, whole[step])
+    np.testing.assert_array_equal(np.concatenate([part[1]["index"] for part in parts]),
+                                  [4, 5, -1, -1])
+
+
+def test_process_arguments_are_checked(train):
+    with pytest.raises(ValueError, match="not divisible by the 3 processes"):
+        _train(train, batch_size=4, process_index=0, process_count=3)
+    with pytest.raises(ValueError, match=r"process_index=2 is not in \[0, 2\)"):
+        _train(train, process_index=2, process_count=2)
+    with pytest.raises(ValueError, match="drop_remainder=False needs a single process"):
+        _train(train, drop_remainder=False, process_index=0, process_count=2)
+
+
+def test_process_defaults_come_from_jax(train):
+    import jax
+
+    assert (jax.process_index(), jax.process_count()) == (0, 1)
+    assert _equal(_train(train)[1], _train(train, process_index=0, process_count=1)[1])

@@ -8,6 +8,7 @@ import ml_collections
 
 from wsolax.config import check_synthetic
 from wsolax.data import metadata as md
+from wsolax.data import tfds_source
 
 
 def dataset_roots(data_cfg: ml_collections.ConfigDict) -> tuple[Path, Path]:
@@ -26,14 +27,44 @@ def dataset_roots(data_cfg: ml_collections.ConfigDict) -> tuple[Path, Path]:
 
 def load_split(data_cfg: ml_collections.ConfigDict, split: str, check_files: bool = True,
                verify_images: bool = False):
-    """Validated metadata of `split`; with `verify_images`, every image is decoded once first."""
-    metadata_root, image_root = dataset_roots(data_cfg)
-    meta = md.load_split(metadata_root, image_root, split, num_classes=data_cfg.num_classes,
-                         check_files=check_files)
+    """Validated metadata of `split`; with `verify_images`, every image is decoded once first
+    and bad ones fail the run or, with data.bad_images='skip', are dropped from the split."""
+    # Only the training split may come without boxes (ILSVRC / OpenImages train: labels only).
+    boxes_optional = split == data_cfg.train_split
+    if data_cfg.source == "tfds":
+        meta = tfds_source.load_split(data_cfg.tfds_data_dir, data_cfg.tfds_name, split,
+                                      num_classes=data_cfg.num_classes,
+                                      boxes_optional=boxes_optional)
+    else:
+        metadata_root, image_root = dataset_roots(data_cfg)
+        meta = md.load_split(metadata_root, image_root, split, num_classes=data_cfg.num_classes,
+                             check_files=check_files, boxes_optional=boxes_optional)
     if verify_images:
-        problems = md.verify_images(meta, num_threads=max(1, data_cfg.num_threads))
+        bad = find_bad_images(meta, num_threads=max(1, data_cfg.num_threads))
+        problems = list(bad.values())
+        if problems and data_cfg.get("bad_images", "fail") == "skip":
+            print(f"data.bad_images='skip': dropped {len(bad)} of {len(meta)} image(s) of split "
+                  f"'{split}', e.g. {problems[0]}")
+            return md.drop_images(meta, bad)
         if problems:
             shown = "\n  ".join(problems[:10])
             more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
-            raise md.DatasetError(f"{len(problems)} bad image(s) in split '{split}':\n  {shown}{more}")
+            raise md.DatasetError(f"{len(problems)} bad image(s) in split '{split}':\n  {shown}{more}"
+                                  "\n(data.bad_images='skip' drops them instead)")
     return meta
+
+
+# A split read from TFDS records (data.source='tfds') has no image or mask files: these two
+# pick the reader that matches the split.
+def find_bad_images(meta: md.SplitMetadata, num_threads: int = 8) -> dict[str, str]:
+    """Bad image id -> what is wrong with it (wsolax.data.metadata.find_bad_images)."""
+    if isinstance(meta, tfds_source.TfdsSplit):
+        return tfds_source.find_bad_images(meta, num_threads)
+    return md.find_bad_images(meta, num_threads)
+
+
+def load_mask(meta: md.SplitMetadata, image_id: str, out_hw: tuple[int, int]):
+    """The evaluation mask of `image_id` at `out_hw` (wsolax.data.metadata.load_mask)."""
+    if isinstance(meta, tfds_source.TfdsSplit):
+        return tfds_source.load_mask(meta, image_id, out_hw)
+    return md.load_mask(meta, image_id, out_hw)

@@ -8,6 +8,7 @@ files. Both failing means the file is corrupt: we raise DatasetError naming it.
 
 from __future__ import annotations
 
+import io
 import os
 
 import cv2
@@ -17,37 +18,37 @@ from PIL import Image
 from wsolax.data.errors import DatasetError
 
 
-def _read_bytes(path: str | os.PathLike) -> np.ndarray:
+def _read_bytes(path: str | os.PathLike) -> bytes:
     try:
         with open(path, "rb") as f:
-            return np.frombuffer(f.read(), dtype=np.uint8)
+            return f.read()
     except OSError as e:
         raise DatasetError(f"cannot read file {os.fspath(path)}: {e}") from e
 
 
-def _decode_with_pillow(path, mode: str) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            # convert() handles L, LA, P, RGBA, CMYK, I;16 ... uniformly.
-            return np.asarray(im.convert(mode))
-    except Exception as e:  # Pillow raises many types for bad data.
-        raise DatasetError(f"corrupt or unreadable image {os.fspath(path)}: {e}") from e
+def decode_bytes(data: bytes, name: str, grey: bool = False) -> np.ndarray:
+    """RGB uint8 (H, W, 3), or with `grey` (H, W), from encoded image bytes; `name` is what an
+    error calls them (a path, or a record of a TFDS split)."""
+    # IMREAD_COLOR_RGB drops alpha and expands greyscale; imdecode returns None (never raises)
+    # when the data is not decodable. EXIF orientation is ignored, like Pillow (and so the
+    # reference code and image_sizes.txt) do.
+    flags = (cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR_RGB) | cv2.IMREAD_IGNORE_ORIENTATION
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags) if data else None
+    if image is None:
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                # convert() handles L, LA, P, RGBA, CMYK, I;16 ... uniformly.
+                image = np.asarray(im.convert("L" if grey else "RGB"))
+        except Exception as e:  # Pillow raises many types for bad data.
+            raise DatasetError(f"corrupt or unreadable image {name}: {e}") from e
+    return np.ascontiguousarray(image)
 
 
 def decode_rgb(path: str | os.PathLike) -> np.ndarray:
     """Returns the image at `path` as an RGB uint8 array of shape (H, W, 3)."""
-    # IMREAD_COLOR_RGB drops alpha and expands greyscale; it returns None
-    # (never raises) when the data is not decodable. EXIF orientation is
-    # ignored, like Pillow (and so the reference code and image_sizes.txt) do.
-    image = cv2.imdecode(_read_bytes(path), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None:
-        image = _decode_with_pillow(path, "RGB")
-    return np.ascontiguousarray(image)
+    return decode_bytes(_read_bytes(path), os.fspath(path))
 
 
 def decode_grey(path: str | os.PathLike) -> np.ndarray:
     """Returns a single-channel uint8 (H, W) array, e.g. a 0/255 mask."""
-    image = cv2.imdecode(_read_bytes(path), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None:
-        image = _decode_with_pillow(path, "L")
-    return image
+    return decode_bytes(_read_bytes(path), os.fspath(path), grey=True)

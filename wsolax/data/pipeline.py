@@ -15,6 +15,20 @@ Training batch i is a pure function of (seed, i): the epoch's order comes from
 grain's index shuffle seeded by (seed, epoch), and each example's crop / flip
 from a generator seeded by (seed, position in the stream). So resuming at
 step s is `iterate(ds, start_step=s)`, with no iterator state to checkpoint.
+
+Multi-host: with P JAX processes, process p builds only rows
+[p * B/P, (p + 1) * B/P) of every global batch (B = batch_size), which is the
+process-local part `jax.make_array_from_process_local_data` expects when a
+process's devices form one contiguous block of the 1-D data mesh (the usual
+`jax.devices()` order). The rows are cut from the same global stream, so the
+union over processes is bit-exactly the single-process batch, and batch i
+stays a pure function of (seed, i). The process defaults to jax's own
+(`jax.process_index()`, `jax.process_count()`).
+
+Images come from files under `meta.image_root`, or from the split itself when
+it provides `image_reader()` (the TFDS records of wsolax.data.tfds_source):
+an object that is picklable and maps a position in `image_ids` to a decoded
+RGB array (`__call__`) and to a name for error messages (`name`).
 """
 
 from __future__ import annotations
@@ -37,13 +51,27 @@ from wsolax.data.transforms import (
 Batch = dict[str, np.ndarray]
 
 
+class _ImageFiles:
+    """Decodes the split's image files (the default image reader)."""
+
+    def __init__(self, meta: SplitMetadata):
+        self.paths = [str(meta.image_path(i)) for i in meta.image_ids]
+
+    def __call__(self, index: int) -> np.ndarray:
+        return decode_rgb(self.paths[index])
+
+    def name(self, index: int) -> str:
+        return self.paths[index]
+
+
 class _Images:
     """What the transforms need to know about a split, as flat picklable
     arrays (so the pipeline also works with grain's multiprocessing)."""
 
     def __init__(self, meta: SplitMetadata, max_boxes: int | None, cache: bool):
         ids = meta.image_ids
-        self.paths = [str(meta.image_path(i)) for i in ids]
+        reader = getattr(meta, "image_reader", None)
+        self.read = reader() if reader is not None else _ImageFiles(meta)
         self.labels = np.array([meta.labels[i] for i in ids], dtype=np.int32)
         self.sizes_hw = [(meta.sizes[i][1], meta.sizes[i][0]) for i in ids]
         self.boxes = [meta.boxes[i].astype(np.float32) for i in ids]
@@ -58,19 +86,19 @@ class _Images:
                 self.cache = list(pool.map(self._decode, range(len(ids))))
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.labels)
 
     def load(self, index: int) -> np.ndarray:
         return self._decode(index) if self.cache is None else self.cache[index]
 
     def _decode(self, index: int) -> np.ndarray:
-        image = decode_rgb(self.paths[index])
+        image = self.read(index)
         if image.shape[:2] != self.sizes_hw[index]:
             # Boxes are in the listed size's pixels; scaling them by the wrong
             # size would silently corrupt localization, so refuse.
             h, w = self.sizes_hw[index]
             raise DatasetError(
-                f"{self.paths[index]}: decoded size {image.shape[1]}x{image.shape[0]} "
+                f"{self.read.name(index)}: decoded size {image.shape[1]}x{image.shape[0]} "
                 f"differs from image_sizes.txt's {w}x{h}")
         return image
 
@@ -78,6 +106,12 @@ class _Images:
         padded, count = pad_boxes(boxes, self.max_boxes)
         return dict(image=np.ascontiguousarray(image), label=self.labels[index],
                     index=np.int32(index), boxes=padded, num_boxes=count)
+
+    def blank(self, image_hw: tuple[int, int]) -> dict:
+        """A padding example: all zeros, index -1."""
+        return dict(image=np.zeros((*image_hw, 3), np.uint8), label=np.int32(0),
+                    index=np.int32(-1), boxes=np.zeros((self.max_boxes, 4), np.float32),
+                    num_boxes=np.int32(0))
 
 
 class _TrainExample:
@@ -116,24 +150,83 @@ class _EvalExample:
 
 class _Collate:
     """Stacks examples, normalises the whole batch at once and, for eval,
-    pads a short last batch to full size with a `valid` mask."""
+    pads a short batch to `pad_to` rows with a `valid` mask."""
 
-    def __init__(self, normalizer: Normalizer | None, pad_to: int | None = None):
-        self.normalizer, self.pad_to = normalizer, pad_to
+    def __init__(self, normalizer: Normalizer | None, pad_to: int | None = None,
+                 blank: dict | None = None):
+        if pad_to is not None and blank is None:
+            raise ValueError("padding needs a blank example")
+        self.normalizer, self.pad_to, self.blank = normalizer, pad_to, blank
 
     def __call__(self, examples: Sequence[dict]) -> Batch:
+        real = len(examples)
+        if self.pad_to is not None:
+            # Padded with blanks before stacking rather than after, so that a
+            # process whose rows of the last batch are all padding still
+            # gets a batch of the right shapes.
+            examples = [*examples, *[self.blank] * (self.pad_to - real)]
         batch = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
         if self.normalizer is not None:
             batch["image"] = self.normalizer(batch["image"])
         if self.pad_to is not None:
-            # Padding is all zeros (after normalisation), index -1.
-            missing = self.pad_to - len(examples)
-            for key, value in batch.items():
-                fill = -1 if key == "index" else 0
-                pad = np.full((missing, *value.shape[1:]), fill, dtype=value.dtype)
-                batch[key] = np.concatenate([value, pad])
-            batch["valid"] = np.arange(self.pad_to) < len(examples)
+            batch["image"][real:] = 0  # padding is all zeros after normalisation too
+            batch["valid"] = np.arange(self.pad_to) < real
         return batch
+
+
+class _LocalBatches(grain.MapDataset):
+    """Batch i holds rows [rows[0], rows[1]) of global batch i of `parent`.
+
+    Global batches are cut like grain's `batch`: each epoch of `parent`
+    (len(parent) elements, later epochs at indices offset by multiples of
+    len(parent), which reshuffle and re-augment) is batched on its own, so
+    batch i is epoch i // len(self), batch i % len(self) of it. Only the
+    selected rows are built: each process decodes just its share.
+    """
+
+    def __init__(self, parent: grain.MapDataset, batch_size: int, rows: tuple[int, int],
+                 drop_remainder: bool, collate: _Collate):
+        super().__init__(parent)
+        self._batch_size, self._rows, self._collate = batch_size, rows, collate
+        n = len(parent)
+        self._length = n // batch_size if drop_remainder else -(-n // batch_size)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __str__(self) -> str:
+        return f"_LocalBatches(batch_size={self._batch_size}, rows={self._rows})"
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        n = len(self._parent)
+        epoch, batch = divmod(index, self._length)
+        start = batch * self._batch_size
+        stop = min(n, start + self._batch_size)
+        first, last = start + self._rows[0], min(stop, start + self._rows[1])
+        offset = epoch * n
+        return self._collate([self._parent[offset + k] for k in range(first, last)])
+
+
+def _process_rows(batch_size: int, process_index: int | None,
+                  process_count: int | None) -> tuple[int, int]:
+    """This process's rows [lo, hi) of every global batch."""
+    if process_index is None or process_count is None:
+        # Asking jax starts its backend (on a GPU host: claims the GPU), so
+        # data-only tools pass both numbers; a multi-host run must have called
+        # jax.distributed.initialize() before building its pipelines.
+        import jax
+
+        process_index = jax.process_index() if process_index is None else process_index
+        process_count = jax.process_count() if process_count is None else process_count
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index={process_index} is not in [0, {process_count})")
+    if batch_size % process_count:
+        raise ValueError(f"batch_size={batch_size} is not divisible by the "
+                         f"{process_count} processes that share each batch")
+    local = batch_size // process_count
+    return process_index * local, (process_index + 1) * local
 
 
 def _normalizer(mean, std) -> Normalizer | None:
@@ -164,8 +257,11 @@ def train_batches(
     drop_remainder: bool = True,
     max_boxes: int | None = None,
     cache_images: bool = False,
+    process_index: int | None = None,
+    process_count: int | None = None,
 ) -> grain.MapDataset:
-    """Infinite training stream; element i is batch i (see module docstring).
+    """Infinite training stream; element i is (this process's rows of)
+    batch i (see module docstring).
 
     Each epoch is a fresh permutation of the split. With drop_remainder the
     last partial batch of each epoch is dropped, so all batches have
@@ -173,22 +269,29 @@ def train_batches(
     `max_boxes` defaults to the split's largest box count. `cache_images`
     decodes every image once, up front, and keeps it in memory: for small
     sets (the synthetic one is ~60 MB) it takes decoding out of the loop.
+    `batch_size` is the global batch size; each of the `process_count`
+    processes gets batch_size / process_count rows (see module docstring).
     """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    rows = _process_rows(batch_size, process_index, process_count)
+    if not drop_remainder and rows[1] - rows[0] < batch_size:
+        # A short last batch cannot be split evenly over the processes.
+        raise ValueError("drop_remainder=False needs a single process")
     images = _Images(meta, max_boxes, cache_images)
-    if batch_size <= 0 or (drop_remainder and len(images) < batch_size):
+    if drop_remainder and len(images) < batch_size:
         raise ValueError(f"batch_size={batch_size} does not fit {len(images)} images")
     shuffle_seed, augment_seed = _stream_seeds(seed)
-    return (
+    examples = (
         grain.MapDataset.range(len(images))
         .shuffle(seed=shuffle_seed)
         # Seeded by the element's position in the (repeated) stream, so
         # every epoch gets new crops and flips.
         .random_map(_TrainExample(images, as_hw(resize_size), as_hw(crop_size)),
                     seed=augment_seed)
-        .batch(batch_size, drop_remainder=drop_remainder,
-               batch_fn=_Collate(_normalizer(mean, std)))
-        .repeat()
     )
+    return _LocalBatches(examples, batch_size, rows, drop_remainder,
+                         _Collate(_normalizer(mean, std))).repeat()
 
 
 def eval_batches(
@@ -200,19 +303,22 @@ def eval_batches(
     std: Sequence[float] | None = IMAGENET_STD,
     max_boxes: int | None = None,
     cache_images: bool = False,
+    process_index: int | None = None,
+    process_count: int | None = None,
 ) -> grain.MapDataset:
-    """One pass over the split in file order; the last batch is padded to
-    batch_size and carries `valid` (see module docstring). `max_boxes` and
-    `cache_images` as in `train_batches`."""
-    images = _Images(meta, max_boxes, cache_images)
+    """One pass over the split in file order; every batch carries `valid`
+    and the last one is padded to batch_size (see module docstring).
+    `max_boxes`, `cache_images` and the processes as in `train_batches`;
+    with several processes each gets its rows of the padded global batch."""
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    return (
-        grain.MapDataset.range(len(images))
-        .map(_EvalExample(images, as_hw(crop_size)))
-        .batch(batch_size, drop_remainder=False,
-               batch_fn=_Collate(_normalizer(mean, std), pad_to=batch_size))
-    )
+    rows = _process_rows(batch_size, process_index, process_count)
+    images = _Images(meta, max_boxes, cache_images)
+    crop_hw = as_hw(crop_size)
+    collate = _Collate(_normalizer(mean, std), pad_to=rows[1] - rows[0],
+                       blank=images.blank(crop_hw))
+    examples = grain.MapDataset.range(len(images)).map(_EvalExample(images, crop_hw))
+    return _LocalBatches(examples, batch_size, rows, False, collate)
 
 
 def iterate(ds: grain.MapDataset, start_step: int = 0, *, num_threads: int = 4,
