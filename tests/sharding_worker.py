@@ -15,24 +15,29 @@ from wsolax.evaluation.cams import make_cam_extractor
 from wsolax.models.registry import build_model
 from wsolax.training import sharding
 from wsolax.training.optim import make_optimizer
+from wsolax.training.objectives import build_objective
 from wsolax.training.state import init_key, init_state
 from wsolax.training.step import make_train_step
 
 
-def main(num_devices: int, methods: bool = False, steps: int = 3, batch: int = 16) -> dict:
+def main(num_devices: int, mode: str = "cam", steps: int = 3, batch: int = 16) -> dict:
     cfg = base_config()
     cfg.model.width = 4
-    if methods:  # every attention-dropout layer, drawing per image, in one model
+    if mode == "methods":  # every attention-dropout layer, drawing per image, in one model
         cfg.model.inserts = (("stage2", "adl"), ("stage3", "dgdm"), ("stage4", "dfm"))
         for name in ("adl", "dgdm", "dfm"):
             cfg.model.methods[name] = {"per_sample": True}
+    elif mode == "wtl":  # Where to Look: the pair is drawn per image inside the step
+        cfg.model.head = "where_to_look"
+        cfg.model.wtl.patch_sizes = (4, 6, 8)
+        cfg.optim.clip_grad_norm = 5.0
     mesh = sharding.data_mesh(jax.devices()[:num_devices])
     model = build_model(cfg)
     tx, _ = make_optimizer(cfg.optim, 10, 100)
     init = jax.jit(lambda k: init_state(model, tx, k, (1, 32, 32, 3)),
                    out_shardings=sharding.replicated(mesh))
     state = init(init_key(0))
-    step = sharding.shard_step(make_train_step(model, tx), mesh)
+    step = sharding.shard_step(make_train_step(model, tx, build_objective(cfg)), mesh)
     rng = np.random.default_rng(0)
     losses = []
     for _ in range(steps):
@@ -48,7 +53,7 @@ def main(num_devices: int, methods: bool = False, steps: int = 3, batch: int = 1
     out = extract({"params": state.params}, device_batch["image"], device_batch["label"])
     scoremaps = np.asarray(jax.device_get(out["scoremap_gt"]), np.float64)
     leaves = [np.asarray(x, np.float64) for x in jax.tree.leaves(state.params)]
-    shard_counts = {len(state.params["head"]["classifier"]["kernel"].sharding.device_set)}
+    shard_counts = {len(x.sharding.device_set) for x in jax.tree.leaves(state.params)}
     return {"devices": len(jax.devices()), "mesh": mesh.size, "losses": losses,
             "param_sum": float(sum(np.abs(x).sum() for x in leaves)),
             "replicated_on": sorted(shard_counts),
@@ -59,4 +64,4 @@ def main(num_devices: int, methods: bool = False, steps: int = 3, batch: int = 1
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(int(sys.argv[1]), methods=sys.argv[2:] == ["methods"])))
+    print(json.dumps(main(int(sys.argv[1]), *sys.argv[2:3])))

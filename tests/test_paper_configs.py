@@ -18,6 +18,9 @@ PAPER = {  # config -> (backbone, method, stages, classes)
     "cub_dgdm_vgg16": ("vgg16_gap", "dgdm", ("pool1", "pool2", "pool3", "pool4", "conv5_3"), 200),
     "cars_dgdm_resnet18": ("resnet18", "dgdm", ("layer3_0", "layer4_0", "layer4"), 196),
     "cub_dfm_resnet50": ("resnet50", "dfm", ("layer3_0", "layer4"), 200),
+    "openimages_cam_resnet50": ("resnet50", None, (), 100),
+    "cub_wtl_resnet50": ("resnet50", None, (), 200),
+    "ilsvrc_wtl_resnet50": ("resnet50", None, (), 1000),
 }
 
 
@@ -55,3 +58,9 @@ def test_vgg_new_conv_learns_ten_times_faster():
     assert groups["backbone"]["wsol_conv6"]["kernel"] == "new"
     assert groups["backbone"]["conv1_1"]["kernel"] == "backbone"
     assert cfg.optim.new_layer_lr_mult == 10.0
+
+
+def test_datasets_with_many_boxes_per_image_pad_to_more():
+    assert load_config("configs/ilsvrc_adl_resnet50.py").data.max_boxes == 64
+    assert load_config("configs/openimages_cam_resnet50.py").data.max_boxes == 64
+    assert load_config("configs/cub_adl_resnet50.py").data.max_boxes == 4

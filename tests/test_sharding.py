@@ -41,3 +41,15 @@ def test_attention_dropout_layers_train_alike_on_eight_devices_and_one():
     np.testing.assert_allclose(eight["losses"], one["losses"], rtol=1e-5)
     np.testing.assert_allclose(eight["param_sum"], one["param_sum"], rtol=1e-5)
     assert one["losses"][0] != one["losses"][-1]
+
+
+def test_where_to_look_trains_alike_on_eight_devices_and_one():
+    # The complementary pair is drawn per image on device from the step key, and the two views are
+    # interleaved image by image, so sharding changes only the reduction order.
+    one = _run(1, 1, "wtl")
+    eight = _run(8, 8, "wtl")
+    assert eight["replicated_on"] == [8]
+    np.testing.assert_allclose(eight["losses"], one["losses"], rtol=1e-5)
+    np.testing.assert_allclose(eight["param_sum"], one["param_sum"], rtol=1e-5)
+    assert one["losses"][0] != one["losses"][-1]
+    np.testing.assert_allclose(eight["scoremap_sum"], one["scoremap_sum"], rtol=1e-4)

@@ -44,6 +44,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.root = "data/synthetic"
     c.data.metadata_root = ""
     c.data.image_root = ""
+    # data.source='tfds': records prepared by `python -m wsolax.data.tfds_builder` under
+    # tfds_data_dir (its --data-dir), for the builder config tfds_name (cub, ilsvrc, ...).
+    c.data.tfds_data_dir = ""
+    c.data.tfds_name = ""
     c.data.num_classes = 10
     c.data.train_split = "train"
     c.data.val_split = "val"
@@ -57,6 +61,9 @@ def base_config() -> ml_collections.ConfigDict:
     # Decode every training image once before training starts, so a corrupt or mis-sized file
     # stops the run before any step (seconds for small sets; turn off for ImageNet-sized ones).
     c.data.verify_images = True
+    # What that check does with an image that does not decode or whose size disagrees with
+    # image_sizes.txt: 'fail' stops the run naming it; 'skip' drops it from the split (with a count).
+    c.data.bad_images = "fail"
     # Keep decoded training images in memory (small datasets: takes decoding out of the loop).
     c.data.cache_images = False
     # Generator knobs for the embedded dataset (see wsolax.data.synthetic.SyntheticSpec); only the
@@ -82,6 +89,19 @@ def base_config() -> ml_collections.ConfigDict:
     # (stage_name, method_name) pairs; method hyperparameters live in model.methods.<name>.
     c.model.inserts = ()
     c.model.methods = ml_collections.ConfigDict()
+    # Where to Look (Babar & Das, WACV'21), used when model.head = "where_to_look": the
+    # complementary pair (Hide-and-Seek grid; one patch size drawn per image per step from
+    # patch_sizes: the paper's "Mixed" at 224 px), the fusion-loss weight beta, the aggregation conv
+    # (0 features: the backbone's width) and which branch's classifier gives the test CAM.
+    c.model.wtl = ml_collections.ConfigDict()
+    c.model.wtl.patch_sizes = (16, 32, 44, 56)
+    c.model.wtl.hide_prob = 0.5
+    c.model.wtl.fill = 0.0  # normalised units: 0 is the dataset mean HaS hides with
+    c.model.wtl.fusion_weight = 50.0
+    c.model.wtl.agg_features = 0
+    c.model.wtl.agg_kernel = 3
+    c.model.wtl.test_branch = "x"
+    c.model.wtl.share_classifier = False
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 0.1
@@ -97,6 +117,7 @@ def base_config() -> ml_collections.ConfigDict:
     # "backbone/wsol_": layers the WSOL variants add inside a backbone (VGG16-GAP's conv6,
     # InceptionV3's head convs); inserted layers with parameters sit under backbone/<stage>_insert.
     c.optim.new_layer_prefixes = ("head", "backbone/wsol_")
+    c.optim.clip_grad_norm = 0.0  # > 0: clip the gradient's global norm first (0: off)
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 64
@@ -260,7 +281,11 @@ def check_synthetic(synthetic: ml_collections.ConfigDict) -> None:
 def validate(cfg: ml_collections.ConfigDict) -> None:
     """Check values, naming the offending key."""
     d, m, o, t, e = cfg.data, cfg.model, cfg.optim, cfg.train, cfg.eval
-    _require(d.source in ("synthetic", "folder"), "data.source", "must be 'synthetic' or 'folder'")
+    _require(d.source in ("synthetic", "folder", "tfds"), "data.source",
+             "must be 'synthetic', 'folder' or 'tfds'")
+    if d.source == "tfds":
+        _require(bool(d.tfds_data_dir), "data.tfds_data_dir", "must be set for data.source='tfds'")
+        _require(bool(d.tfds_name), "data.tfds_name", "must be set for data.source='tfds'")
     if d.source == "folder":
         _require(bool(d.metadata_root), "data.metadata_root", "must be set for data.source='folder'")
         _require(bool(d.image_root), "data.image_root", "must be set for data.source='folder'")
@@ -271,12 +296,23 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     _require(len(d.mean) == 3 and len(d.std) == 3, "data.mean", "mean and std need 3 values")
     _require(all(s > 0 for s in d.std), "data.std", "must be positive")
     _require(d.max_boxes >= 1, "data.max_boxes", "must be >= 1")
+    _require(d.bad_images in ("fail", "skip"), "data.bad_images",
+             f"must be 'fail' or 'skip', got {d.bad_images!r}")
     check_synthetic(d.synthetic)
     _require(m.dtype in ("float32", "bfloat16"), "model.dtype", "must be 'float32' or 'bfloat16'")
     _require(m.width >= 1, "model.width", "must be >= 1")
     for pair in m.inserts:
         _require(isinstance(pair, (tuple, list)) and len(pair) == 2, "model.inserts",
                  f"entries must be (stage, method) pairs, got {pair!r}")
+    w = m.wtl
+    _require(len(w.patch_sizes) >= 1 and all(int(p) >= 1 for p in w.patch_sizes),
+             "model.wtl.patch_sizes", f"must be positive sizes, got {w.patch_sizes!r}")
+    _require(0 <= w.hide_prob <= 1, "model.wtl.hide_prob", "must be in [0, 1]")
+    _require(w.fusion_weight >= 0, "model.wtl.fusion_weight", "must be >= 0")
+    _require(w.agg_features >= 0, "model.wtl.agg_features", "must be >= 0")
+    _require(w.agg_kernel >= 1, "model.wtl.agg_kernel", "must be >= 1")
+    _require(w.test_branch in ("x", "x_tilde"), "model.wtl.test_branch",
+             f"must be 'x' or 'x_tilde', got {w.test_branch!r}")
     _require(o.lr > 0 and math.isfinite(o.lr), "optim.lr", f"must be a positive number, got {o.lr}")
     _require(0 <= o.momentum < 1, "optim.momentum", f"must be in [0, 1), got {o.momentum}")
     _require(o.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
@@ -286,6 +322,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     _require(0 < o.decay_factor <= 1, "optim.decay_factor", "must be in (0, 1]")
     _require(o.new_layer_lr_mult > 0, "optim.new_layer_lr_mult", "must be > 0")
     _require(o.warmup_epochs >= 0, "optim.warmup_epochs", "must be >= 0")
+    _require(o.clip_grad_norm >= 0, "optim.clip_grad_norm", "must be >= 0 (0: off)")
     _require(t.batch_size >= 1, "train.batch_size", f"must be >= 1, got {t.batch_size}")
     _require(t.epochs >= 1, "train.epochs", f"must be >= 1, got {t.epochs}")
     _require(t.max_steps >= 0, "train.max_steps", "must be >= 0")

@@ -26,11 +26,19 @@ class GAPLinearHead(nn.Module):
             x = nn.relu(nn.Conv(self.conv_features, (3, 3), padding="SAME", dtype=self.dtype,
                                 name="conv")(x))
         classifier = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")
-        logits = classifier(jnp.mean(x, axis=(1, 2)))
-        kernel = classifier.variables["params"]["kernel"].astype(x.dtype)  # (C, K)
-        if cam_classes is None:
-            cams = jnp.einsum("bhwc,ck->bhwk", x, kernel) / x.shape[-1]
-        else:
-            weights = jnp.take(kernel, cam_classes, axis=1)  # (C, B, n)
-            cams = jnp.einsum("bhwc,cbn->bhwn", x, weights) / x.shape[-1]
-        return logits.astype(jnp.float32), cams.astype(jnp.float32)
+        return gap_classify(classifier, x, cam_classes)
+
+
+def gap_classify(classifier: nn.Dense, x: jax.Array, cam_classes: jax.Array | None = None):
+    """(logits, CAMs) of a linear `classifier` on global-average-pooled `x` (B, h, w, C).
+
+    CAMs of every class, or of `cam_classes` (B, n) per image; float32 outputs.
+    """
+    logits = classifier(jnp.mean(x, axis=(1, 2)))
+    kernel = classifier.variables["params"]["kernel"].astype(x.dtype)  # (C, K)
+    if cam_classes is None:
+        cams = jnp.einsum("bhwc,ck->bhwk", x, kernel) / x.shape[-1]
+    else:
+        weights = jnp.take(kernel, cam_classes, axis=1)  # (C, B, n)
+        cams = jnp.einsum("bhwc,cbn->bhwn", x, weights) / x.shape[-1]
+    return logits.astype(jnp.float32), cams.astype(jnp.float32)

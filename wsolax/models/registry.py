@@ -58,6 +58,16 @@ def _gap_linear(model_cfg, num_classes: int, dtype):
     return GAPLinearHead(num_classes=num_classes, dtype=dtype)
 
 
+@register(HEADS, "where_to_look")
+def _where_to_look(model_cfg, num_classes: int, dtype):
+    from wsolax.methods.where_to_look import WhereToLookHead
+
+    w = model_cfg.wtl
+    return WhereToLookHead(num_classes=num_classes, agg_features=w.agg_features,
+                           agg_kernel=w.agg_kernel, test_branch=w.test_branch,
+                           share_classifier=w.share_classifier, dtype=dtype)
+
+
 def _lookup(table: dict, name: str, what: str):
     if name not in table:
         raise ValueError(f"unknown {what} '{name}'; known: {sorted(table)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 
 class WSOLModel(nn.Module):
@@ -20,3 +21,14 @@ class WSOLModel(nn.Module):
         features = self.backbone(images, train=train)
         logits, cams = self.head(features, cam_classes)
         return {"logits": logits, "cams": cams, "features": features}
+
+    def pair(self, images: jax.Array, images_tilde: jax.Array, *, train: bool,
+             cam_classes: jax.Array | None = None):
+        """Two views through the shared backbone, then the head's `pair` (two-view methods such as
+        Where to Look). The views are interleaved image by image into one batch, so a batch
+        sharded over devices stays where it is, and BatchNorm sees both views in one pass."""
+        b = images.shape[0]
+        both = jnp.stack([images, images_tilde], axis=1).reshape(2 * b, *images.shape[1:])
+        features = self.backbone(both, train=train)
+        features = features.reshape(b, 2, *features.shape[1:])
+        return self.head.pair(features[:, 0], features[:, 1], cam_classes)

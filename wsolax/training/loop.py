@@ -18,6 +18,7 @@ from wsolax.training import sharding
 from wsolax.training.checkpoint import CheckpointError, Checkpointer, model_stamp
 from wsolax.training.optim import make_optimizer
 from wsolax.training.state import TrainState, init_key, init_state, model_variables
+from wsolax.training.objectives import build_objective
 from wsolax.training.step import make_train_step
 from wsolax.training.writers import MetricWriter
 
@@ -91,7 +92,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path | None = None, res
     start = int(jax.device_get(state.step))
     end = total_steps if not cfg.train.max_steps else min(total_steps, cfg.train.max_steps)
     run_key = jax.random.key(cfg.seed)
-    step_fn = sharding.shard_step(make_train_step(model, tx), mesh)
+    step_fn = sharding.shard_step(make_train_step(model, tx, build_objective(cfg)), mesh)
     batches = pipeline.train_batches(
         train_split, batch_size=cfg.train.batch_size, resize_size=cfg.data.resize_size,
         crop_size=cfg.data.crop_size, seed=cfg.seed, mean=cfg.data.mean, std=cfg.data.std,

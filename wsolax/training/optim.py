@@ -3,7 +3,9 @@
 Parameters whose path starts with one of `optim.new_layer_prefixes` (the layers WSOL adds on top of
 an ImageNet backbone) learn `new_layer_lr_mult` times faster, as in the ADL/DGDM/DFM papers (x10).
 Weight decay is added to the gradient before momentum, matching torch.optim.SGD, which the papers'
-reference settings were tuned with.
+reference settings were tuned with. `optim.clip_grad_norm` > 0 first rescales the whole gradient to
+at most that global norm (off by default; Where to Look's scale-invariant fusion loss needs it
+when training from scratch, see configs/synthetic_wtl.py).
 """
 
 from __future__ import annotations
@@ -51,4 +53,6 @@ def make_optimizer(optim_cfg: ml_collections.ConfigDict, steps_per_epoch: int,
         {"backbone": sgd(1.0), "new": sgd(optim_cfg.new_layer_lr_mult)},
         lambda params: param_groups(params, tuple(optim_cfg.new_layer_prefixes)),
     )
+    if optim_cfg.clip_grad_norm > 0:
+        tx = optax.chain(optax.clip_by_global_norm(optim_cfg.clip_grad_norm), tx)
     return tx, make_schedule(optim_cfg, steps_per_epoch, total_steps)

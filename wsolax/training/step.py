@@ -1,4 +1,11 @@
-"""The jitted train step. Randomness: one run key, folded with the step number inside the step."""
+"""The jitted train step. Randomness: one run key, folded with the step number inside the step.
+
+What the step minimises is an *objective*: `objective(model, variables, batch, key) ->
+(loss, (aux, updates))`, where aux holds the logits the accuracy is measured on and optionally a
+dict of extra scalar `metrics`, and updates the new mutable collections (BatchNorm statistics).
+Plain classification (CAM and the inserted attention-dropout layers) is the default; two-view
+methods bring their own (wsolax.training.objectives).
+"""
 
 from __future__ import annotations
 
@@ -13,19 +20,22 @@ def classification_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
-def make_train_step(model, tx: optax.GradientTransformation, loss_fn=classification_loss):
+def classification_objective(model, variables, batch, key):
+    out, updates = model.apply(variables, batch["image"], train=True, rngs={"dropout": key},
+                               mutable=["batch_stats"])
+    return classification_loss(out["logits"], batch["label"]), ({"logits": out["logits"]}, updates)
+
+
+def make_train_step(model, tx: optax.GradientTransformation, objective=classification_objective):
     """Returns `step(state, batch, run_key) -> (state, metrics)`; jit/shard it with `shard_step`."""
 
     def train_step(state: TrainState, batch: dict, run_key: jax.Array):
         key = jax.random.fold_in(run_key, state.step)
 
-        def objective(params):
-            variables = model_variables(state.replace(params=params))
-            out, updates = model.apply(variables, batch["image"], train=True,
-                                       rngs={"dropout": key}, mutable=["batch_stats"])
-            return loss_fn(out["logits"], batch["label"]), (out["logits"], updates)
+        def loss_of(params):
+            return objective(model, model_variables(state.replace(params=params)), batch, key)
 
-        (loss, (logits, updates)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+        (loss, (aux, updates)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
         param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
         new_state = state.replace(
             step=state.step + 1,
@@ -35,8 +45,9 @@ def make_train_step(model, tx: optax.GradientTransformation, loss_fn=classificat
         )
         metrics = {
             "loss": loss,
-            "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
+            "accuracy": jnp.mean(jnp.argmax(aux["logits"], -1) == batch["label"]),
             "grad_norm": optax.tree.norm(grads),
+            **aux.get("metrics", {}),
         }
         return new_state, metrics
 

@@ -1,0 +1,28 @@
+"""Where to Look on ResNet50, CUB-200-2011 (Babar & Das, WACV 2021).
+
+Paper: ImageNet-pretrained ResNet50, CAAM + SSAM after the last convolutional stage (Sec. 4.2:
+"after conv5-3" on VGG16, "similar steps for ResNet50"), hide probability 0.5, "Mixed" patch sizes
+{16, 32, 44, 56} drawn per image per step (Table 6), fusion weight beta 50 (Sec. 4.3); the test CAM
+from the plain path with CAAM/SSAM off. Expected (Table 1 / Table 6, CUB, ResNet50 Mixed): Top-1
+Loc 64.70, GT-known Loc 77.35, Top-1 Clas 77.28 (their ResNet50-CAM: 49.41 / 75.68).
+
+Not in the paper (wsolax's choices, README "Methods"): the aggregation conv (3x3 to 1024 channels
++ ReLU, like VGG16-GAP's CAM conv), one conv + classifier per view, the X branch's classifier for the
+test CAM. No optimiser, learning rate, batch size or schedule is given: configs/_paper.py (the
+CVPR'20 fine-tuning protocol). The scale-invariant fusion loss can give large gradients while the
+CAMs are small; configs/synthetic_wtl.py (from scratch) clips the gradient norm at 5, which
+`--config.optim.clip_grad_norm=5` turns on here too.
+"""
+
+import _paper
+
+
+def get_config():
+    c = _paper.paper_config("cub_wtl_resnet50", "cub", "resnet50")
+    c.model.head = "where_to_look"
+    c.model.wtl.patch_sizes = (16, 32, 44, 56)
+    c.model.wtl.hide_prob = 0.5
+    c.model.wtl.fusion_weight = 50.0
+    c.model.wtl.agg_features = 1024
+    c.model.wtl.agg_kernel = 3
+    return c
