@@ -1,14 +1,16 @@
-"""Train-step time of each attention-dropout method vs plain CAM on the same backbone and batch.
+"""Train-step time of each WSOL method vs plain CAM on the same backbone and batch.
 
     python benchmarks/bench_method_overhead.py [--backbone resnet50] [--image-size 224] [--batch 8]
-        [--methods cam adl dgdm dfm] [--rounds 5] [--steps 3] [--json out.json]
+        [--methods cam adl dgdm dfm wtl] [--rounds 5] [--steps 3] [--json out.json]
 
 Each method sits where its paper puts it (wsolax.methods.placements; `--stages` overrides, e.g.
 for a backbone a paper does not use). Steps are jitted train steps (forward, backward, SGD update)
 on random data; methods are timed round-robin, `--steps` steps each per round, so machine-load
 drift affects all of them alike. Reports the median step time and its ratio to CAM, and XLA's
 cost analysis of each compiled step (flops, bytes accessed): a load-independent measure of what
-the inserted layers add.
+the inserted layers add. `wtl` (Where to Look) is a different kind of method: its step makes the
+complementary pair and runs both views through the backbone, then CAAM/SSAM and two classifiers on
+the last map (the paper's "Mixed" patch sizes scaled to --image-size); expect about 2x CAM.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import numpy as np
 from wsolax.config import base_config
 from wsolax.methods.placements import paper_inserts
 from wsolax.models.registry import build_model
+from wsolax.methods.where_to_look import scaled_patch_sizes
+from wsolax.training.objectives import build_objective
 from wsolax.training.optim import make_optimizer
 from wsolax.training.state import init_key, init_state
 from wsolax.training.step import make_train_step
@@ -35,14 +39,18 @@ def build(method: str, args):
     cfg.model.backbone = args.backbone
     cfg.model.dtype = args.dtype
     cfg.data.num_classes = args.num_classes
-    if method != "cam":
+    if method == "wtl":
+        cfg.model.head = "where_to_look"
+        cfg.model.wtl.patch_sizes = scaled_patch_sizes(args.image_size)
+        cfg.model.wtl.agg_features = 1024  # as configs/cub_wtl_resnet50.py
+    elif method != "cam":
         cfg.model.inserts = (tuple((s, method) for s in args.stages) if args.stages
                              else paper_inserts(method, args.backbone))
     model = build_model(cfg)
     tx, _ = make_optimizer(cfg.optim, 100, 1000)
     shape = (1, args.image_size, args.image_size, 3)
     state = jax.jit(lambda k: init_state(model, tx, k, shape))(init_key(0))
-    return cfg, state, jax.jit(make_train_step(model, tx), donate_argnums=0)
+    return cfg, state, jax.jit(make_train_step(model, tx, build_objective(cfg)), donate_argnums=0)
 
 
 def cost(compiled) -> dict:

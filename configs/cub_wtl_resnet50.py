@@ -17,8 +17,8 @@ CAMs are small; configs/synthetic_wtl.py (from scratch) clips the gradient norm 
 import _paper
 
 
-def get_config():
-    c = _paper.paper_config("cub_wtl_resnet50", "cub", "resnet50")
+def where_to_look(c):
+    """The paper's method settings (and wsolax's readings) on a paper_config `c`."""
     c.model.head = "where_to_look"
     c.model.wtl.patch_sizes = (16, 32, 44, 56)
     c.model.wtl.hide_prob = 0.5
@@ -26,3 +26,7 @@ def get_config():
     c.model.wtl.agg_features = 1024
     c.model.wtl.agg_kernel = 3
     return c
+
+
+def get_config():
+    return where_to_look(_paper.paper_config("cub_wtl_resnet50", "cub", "resnet50"))

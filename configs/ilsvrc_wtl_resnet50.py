@@ -7,14 +7,9 @@ ILSVRC protocol: 10 epochs, decay every 3).
 """
 
 import _paper
+import cub_wtl_resnet50
 
 
 def get_config():
-    c = _paper.paper_config("ilsvrc_wtl_resnet50", "ilsvrc", "resnet50")
-    c.model.head = "where_to_look"
-    c.model.wtl.patch_sizes = (16, 32, 44, 56)
-    c.model.wtl.hide_prob = 0.5
-    c.model.wtl.fusion_weight = 50.0
-    c.model.wtl.agg_features = 1024
-    c.model.wtl.agg_kernel = 3
-    return c
+    return cub_wtl_resnet50.where_to_look(
+        _paper.paper_config("ilsvrc_wtl_resnet50", "ilsvrc", "resnet50"))
