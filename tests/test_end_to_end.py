@@ -166,3 +166,11 @@ def test_bad_dataset_is_a_clear_error_before_training(trained, tmp_path, capsys,
     err = capsys.readouterr().err
     assert err.startswith("error:") and expected in err.lower(), err
     assert not list((tmp_path / "run").glob("checkpoints/*/"))
+
+
+def test_multihost_training_refuses_to_evaluate_before_touching_jax_distributed(tmp_path, capsys):
+    # Evaluation gathers on one host, so --multihost must come with --no-eval; checked before
+    # jax.distributed.initialize() would wait for a cluster.
+    code = train_main(["--config", "configs/synthetic_cam.py:runlocal", "--multihost",
+                           f"--config.workdir={tmp_path}"])
+    assert code == 2 and "--no-eval" in capsys.readouterr().err

@@ -40,10 +40,19 @@ def train_main(argv: list[str]) -> int:
     p = _parser("Train a WSOL model, checkpoint it, then evaluate it.")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
+    p.add_argument("--multihost", action="store_true",
+                   help="call jax.distributed.initialize() first (one process per host; the "
+                        "cluster is auto-detected on Cloud TPU, SLURM, ...); evaluation is "
+                        "single-host, so combine with --no-eval")
     args = p.parse_args(rest)
 
     def run():
         cfg = load_config(args.config, overrides)
+        if args.multihost:
+            if not args.no_eval and cfg.eval.after_training:
+                raise ValueError("--multihost trains only: add --no-eval and run eval.py on one host")
+            import jax
+            jax.distributed.initialize()
         from wsolax.evaluation.run import evaluate, print_summary
         from wsolax.training.loop import train
         workdir = Path(args.workdir or cfg.workdir)
