@@ -43,6 +43,7 @@ def build(method: str, args):
         cfg.model.head = "where_to_look"
         cfg.model.wtl.patch_sizes = scaled_patch_sizes(args.image_size)
         cfg.model.wtl.agg_features = 1024  # as configs/cub_wtl_resnet50.py
+        cfg.model.wtl.agg_kernel = args.wtl_agg_kernel
     elif method != "cam":
         cfg.model.inserts = (tuple((s, method) for s in args.stages) if args.stages
                              else paper_inserts(method, args.backbone))
@@ -68,6 +69,8 @@ def main() -> None:
     p.add_argument("--num-classes", type=int, default=200)
     p.add_argument("--dtype", default="float32")
     p.add_argument("--methods", nargs="+", default=["cam", "adl", "dgdm", "dfm"])
+    p.add_argument("--wtl-agg-kernel", type=int, default=1,
+                   help="Where to Look's aggregation conv kernel (configs/cub_wtl_resnet50.py: 1)")
     p.add_argument("--stages", nargs="*", default=None)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=3)
