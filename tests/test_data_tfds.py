@@ -167,10 +167,10 @@ def test_tfds_batches_equal_folder_batches(tree, data_dir):
     for step in range(2):
         assert _equal(evals[0][step], evals[1][step])
     for image_id in TEST:
-        np.testing.assert_array_equal(datasets.load_mask(tfds_test, image_id, (24, 20)),
+        np.testing.assert_array_equal(md.load_mask(tfds_test, image_id, (24, 20)),
                                       md.load_mask(folder_test, image_id, (24, 20)))
     # h.png: two instances and an ignore mask, so all three values occur.
-    assert set(np.unique(datasets.load_mask(tfds_test, "images/test/h.png", (31, 37)))) == {0, 1, 255}
+    assert set(np.unique(md.load_mask(tfds_test, "images/test/h.png", (31, 37)))) == {0, 1, 255}
 
 
 def test_dropped_images_still_find_their_records(tree, data_dir):
@@ -214,7 +214,7 @@ def test_corrupt_record_names_the_image(tree, tmp_path):
     tfds_builder.prepare("cars", tmp_path / "out", metadata_root=root / "metadata",
                          image_root=root)
     meta = tfds_source.load_split(tmp_path / "out", "cars", "test")
-    bad = datasets.find_bad_images(meta, num_threads=2)
+    bad = md.find_bad_images(meta, num_threads=2)
     assert list(bad) == ["images/test/h.png"]
     assert "corrupt or unreadable image" in bad["images/test/h.png"]
     with pytest.raises(DatasetError, match=r"test\[1\] \(images/test/h.png\)"):

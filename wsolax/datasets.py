@@ -40,7 +40,7 @@ def load_split(data_cfg: ml_collections.ConfigDict, split: str, check_files: boo
         meta = md.load_split(metadata_root, image_root, split, num_classes=data_cfg.num_classes,
                              check_files=check_files, boxes_optional=boxes_optional)
     if verify_images:
-        bad = find_bad_images(meta, num_threads=max(1, data_cfg.num_threads))
+        bad = md.find_bad_images(meta, num_threads=max(1, data_cfg.num_threads))
         problems = list(bad.values())
         if problems and data_cfg.get("bad_images", "fail") == "skip":
             print(f"data.bad_images='skip': dropped {len(bad)} of {len(meta)} image(s) of split "
@@ -52,19 +52,3 @@ def load_split(data_cfg: ml_collections.ConfigDict, split: str, check_files: boo
             raise md.DatasetError(f"{len(problems)} bad image(s) in split '{split}':\n  {shown}{more}"
                                   "\n(data.bad_images='skip' drops them instead)")
     return meta
-
-
-# A split read from TFDS records (data.source='tfds') has no image or mask files: these two
-# pick the reader that matches the split.
-def find_bad_images(meta: md.SplitMetadata, num_threads: int = 8) -> dict[str, str]:
-    """Bad image id -> what is wrong with it (wsolax.data.metadata.find_bad_images)."""
-    if isinstance(meta, tfds_source.TfdsSplit):
-        return tfds_source.find_bad_images(meta, num_threads)
-    return md.find_bad_images(meta, num_threads)
-
-
-def load_mask(meta: md.SplitMetadata, image_id: str, out_hw: tuple[int, int]):
-    """The evaluation mask of `image_id` at `out_hw` (wsolax.data.metadata.load_mask)."""
-    if isinstance(meta, tfds_source.TfdsSplit):
-        return tfds_source.load_mask(meta, image_id, out_hw)
-    return md.load_mask(meta, image_id, out_hw)

@@ -60,10 +60,45 @@ class SplitMetadata:
     def image_path(self, image_id: str) -> Path:
         return self.image_root / image_id
 
+    # Where pixels come from. These two are all a split stored elsewhere than in files overrides
+    # (wsolax.data.tfds_source.TfdsSplit); every reader of images and masks goes through them.
+    def image_reader(self) -> ImageFiles:
+        """Picklable: position in `image_ids` -> RGB uint8 array (`__call__`), -> name (`name`)."""
+        return ImageFiles(self)
+
+    def read_masks(self, image_id: str) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """The greyscale instance masks of `image_id` and its ignore mask (None: none)."""
+        paths, ignore_path = self.masks[image_id]
+        ignore = None if ignore_path is None else decode_grey(self.image_root / ignore_path)
+        return [decode_grey(self.image_root / p) for p in paths], ignore
+
     @property
     def max_boxes(self) -> int:
         """Largest number of boxes of any image (the padding size for batches)."""
         return max(len(b) for b in self.boxes.values())
+
+
+class ImageFiles:
+    """Decodes a split's image files (the default image reader)."""
+
+    def __init__(self, meta: SplitMetadata):
+        self.paths = [str(meta.image_path(i)) for i in meta.image_ids]
+
+    def __call__(self, index: int) -> np.ndarray:
+        return decode_rgb(self.paths[index])
+
+    def name(self, index: int) -> str:
+        return self.paths[index]
+
+
+def size_problem(name: str, image: np.ndarray, size_wh: tuple[int, int]) -> str | None:
+    """What is wrong if a decoded image is not the size image_sizes.txt lists (boxes are in
+    those pixels, so scaling them by another size would silently corrupt localization)."""
+    h, w = image.shape[:2]
+    if (w, h) == tuple(size_wh):
+        return None
+    return (f"{name}: decoded size {w}x{h} differs from {IMAGE_SIZES_FILE}'s "
+            f"{size_wh[0]}x{size_wh[1]}")
 
 
 def _where(path: Path, lineno: int, image_id: str | None = None) -> str:
@@ -350,25 +385,23 @@ def drop_images(meta: SplitMetadata, image_ids) -> SplitMetadata:
                                masks=kept(meta.masks))
 
 
-def _verify_one(meta: SplitMetadata, image_id: str) -> str | None:
-    try:
-        h, w = decode_rgb(meta.image_path(image_id)).shape[:2]
-    except DatasetError as e:
-        return str(e)
-    if (w, h) != meta.sizes[image_id]:
-        return (f"{meta.image_path(image_id)}: decoded size {w}x{h} differs from "
-                f"{IMAGE_SIZES_FILE}'s {meta.sizes[image_id][0]}x{meta.sizes[image_id][1]}")
-    return None
-
-
 def find_bad_images(meta: SplitMetadata, num_threads: int = 8) -> dict[str, str]:
     """Decodes every image of the split; bad image id -> what is wrong with it.
 
     An image is bad if it does not decode or its size disagrees with
     image_sizes.txt (boxes would then be scaled wrongly). Empty: all good.
     """
+    reader = meta.image_reader()
+
+    def check(index: int) -> str | None:
+        try:
+            image = reader(index)
+        except DatasetError as e:
+            return str(e)
+        return size_problem(reader.name(index), image, meta.sizes[meta.image_ids[index]])
+
     with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
-        results = pool.map(lambda i: _verify_one(meta, i), meta.image_ids)
+        results = pool.map(check, range(len(meta)))
         return {i: r for i, r in zip(meta.image_ids, results) if r is not None}
 
 
@@ -386,15 +419,14 @@ def load_mask(meta: SplitMetadata, image_id: str, out_hw: tuple[int, int]) -> np
     """
     if meta.masks is None:
         raise DatasetError(f"split {meta.split!r} has no {MASKS_FILE}")
-    paths, ignore_path = meta.masks[image_id]
+    instances, ignore = meta.read_masks(image_id)
     size_wh = (out_hw[1], out_hw[0])
 
-    def read(rel_path: str) -> np.ndarray:
-        mask = decode_grey(meta.image_root / rel_path)
+    def resized(mask: np.ndarray) -> np.ndarray:
         return cv2.resize(mask, size_wh, interpolation=cv2.INTER_NEAREST) > 127
 
-    foreground = np.logical_or.reduce([read(p) for p in paths])
+    foreground = np.logical_or.reduce([resized(m) for m in instances])
     out = foreground.astype(np.uint8) * MASK_FOREGROUND
-    if ignore_path is not None:
-        out[read(ignore_path) & ~foreground] = MASK_IGNORE
+    if ignore is not None:
+        out[resized(ignore) & ~foreground] = MASK_IGNORE
     return out

@@ -25,10 +25,8 @@ union over processes is bit-exactly the single-process batch, and batch i
 stays a pure function of (seed, i). The process defaults to jax's own
 (`jax.process_index()`, `jax.process_count()`).
 
-Images come from files under `meta.image_root`, or from the split itself when
-it provides `image_reader()` (the TFDS records of wsolax.data.tfds_source):
-an object that is picklable and maps a position in `image_ids` to a decoded
-RGB array (`__call__`) and to a name for error messages (`name`).
+Images come from the split's `image_reader()`: its files under
+`meta.image_root`, or the TFDS records of a wsolax.data.tfds_source split.
 """
 
 from __future__ import annotations
@@ -42,26 +40,12 @@ import grain
 import numpy as np
 
 from wsolax.data.errors import DatasetError
-from wsolax.data.image_io import decode_rgb
-from wsolax.data.metadata import SplitMetadata
+from wsolax.data.metadata import SplitMetadata, size_problem
 from wsolax.data.transforms import (
     IMAGENET_MEAN, IMAGENET_STD, Normalizer, as_hw, crop_boxes, hflip_boxes,
     pad_boxes, resize, scale_boxes)
 
 Batch = dict[str, np.ndarray]
-
-
-class _ImageFiles:
-    """Decodes the split's image files (the default image reader)."""
-
-    def __init__(self, meta: SplitMetadata):
-        self.paths = [str(meta.image_path(i)) for i in meta.image_ids]
-
-    def __call__(self, index: int) -> np.ndarray:
-        return decode_rgb(self.paths[index])
-
-    def name(self, index: int) -> str:
-        return self.paths[index]
 
 
 class _Images:
@@ -70,8 +54,7 @@ class _Images:
 
     def __init__(self, meta: SplitMetadata, max_boxes: int | None, cache: bool):
         ids = meta.image_ids
-        reader = getattr(meta, "image_reader", None)
-        self.read = reader() if reader is not None else _ImageFiles(meta)
+        self.read = meta.image_reader()
         self.labels = np.array([meta.labels[i] for i in ids], dtype=np.int32)
         self.sizes_hw = [(meta.sizes[i][1], meta.sizes[i][0]) for i in ids]
         self.boxes = [meta.boxes[i].astype(np.float32) for i in ids]
@@ -93,13 +76,10 @@ class _Images:
 
     def _decode(self, index: int) -> np.ndarray:
         image = self.read(index)
-        if image.shape[:2] != self.sizes_hw[index]:
-            # Boxes are in the listed size's pixels; scaling them by the wrong
-            # size would silently corrupt localization, so refuse.
-            h, w = self.sizes_hw[index]
-            raise DatasetError(
-                f"{self.read.name(index)}: decoded size {image.shape[1]}x{image.shape[0]} "
-                f"differs from image_sizes.txt's {w}x{h}")
+        h, w = self.sizes_hw[index]
+        problem = size_problem(self.read.name(index), image, (w, h))
+        if problem:
+            raise DatasetError(problem)
         return image
 
     def example(self, index: int, image: np.ndarray, boxes: np.ndarray) -> dict:

@@ -2,20 +2,18 @@
 
 `load_split` returns a `TfdsSplit`: the split's `SplitMetadata` (from the
 metadata copy stored next to the records, so start-up reads no image) plus
-`image_reader()`, which the pipeline uses instead of opening files. Batches
+`image_reader()` and `read_masks()`, which read the records instead of files. Batches
 are the same as from the original folder: the bytes are the same files' bytes
 and they are decoded the same way (OpenCV, Pillow as the fallback).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import os
 import threading
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from wsolax.data import metadata as md
@@ -97,14 +95,23 @@ class TfdsImages:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class TfdsSplit(md.SplitMetadata):
-    """SplitMetadata whose images and masks live in TFDS records. `image_root`
-    is the dataset folder and `masks` names the original mask files: use
-    `load_mask` here (not wsolax.data.metadata's) and `image_reader()`."""
+    """SplitMetadata whose images and masks live in TFDS records: it overrides
+    the two readers, so wsolax.data.metadata's `find_bad_images` and
+    `load_mask` and the pipeline read the records. `image_root` is the dataset
+    folder and `masks` names the original mask files."""
 
     records: TfdsRecords | None = None
 
     def image_reader(self) -> TfdsImages:
         return TfdsImages(self.records, self.image_ids)
+
+    def read_masks(self, image_id: str) -> tuple[list[np.ndarray], np.ndarray | None]:
+        index = self.records.position(image_id)
+        record = self.records[index]
+        name = f"a mask of {self.records.name(index)}"
+        ignore = record["ignore_mask"]
+        return ([decode_bytes(m, name, grey=True) for m in record["masks"]],
+                decode_bytes(ignore, name, grey=True) if ignore else None)
 
 
 def dataset_dir(data_dir: str | os.PathLike, name: str) -> Path:
@@ -133,45 +140,3 @@ def load_split(data_dir: str | os.PathLike, name: str, split: str,
     records = TfdsRecords(folder, split, meta.image_ids)
     fields = {f.name: getattr(meta, f.name) for f in dataclasses.fields(meta)}
     return TfdsSplit(**fields, records=records)
-
-
-def load_mask(meta: TfdsSplit, image_id: str, out_hw: tuple[int, int]) -> np.ndarray:
-    """`wsolax.data.metadata.load_mask` for a TfdsSplit: same values, from the
-    mask bytes in the records."""
-    if meta.masks is None:
-        raise DatasetError(f"split {meta.split!r} has no {md.MASKS_FILE}")
-    index = meta.records.position(image_id)
-    record = meta.records[index]
-    size_wh = (out_hw[1], out_hw[0])
-    name = meta.records.name(index)
-
-    def read(data: bytes) -> np.ndarray:
-        mask = decode_bytes(data, f"a mask of {name}", grey=True)
-        return cv2.resize(mask, size_wh, interpolation=cv2.INTER_NEAREST) > 127
-
-    foreground = np.logical_or.reduce([read(m) for m in record["masks"]])
-    out = foreground.astype(np.uint8) * md.MASK_FOREGROUND
-    if record["ignore_mask"]:
-        out[read(record["ignore_mask"]) & ~foreground] = md.MASK_IGNORE
-    return out
-
-
-def find_bad_images(meta: TfdsSplit, num_threads: int = 8) -> dict[str, str]:
-    """`wsolax.data.metadata.find_bad_images` for a TfdsSplit: bad image id ->
-    what is wrong with it."""
-    reader = meta.image_reader()
-
-    def check(index: int) -> str | None:
-        try:
-            h, w = reader(index).shape[:2]
-        except DatasetError as e:
-            return str(e)
-        expected = meta.sizes[meta.image_ids[index]]
-        if (w, h) != expected:
-            return (f"{reader.name(index)}: decoded size {w}x{h} differs from "
-                    f"{md.IMAGE_SIZES_FILE}'s {expected[0]}x{expected[1]}")
-        return None
-
-    with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
-        results = pool.map(check, range(len(meta)))
-        return {i: r for i, r in zip(meta.image_ids, results) if r is not None}

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from wsolax import datasets
 from wsolax.data import pipeline
-from wsolax.datasets import load_mask
+from wsolax.data.metadata import load_mask
 from wsolax.evaluation.cams import make_cam_extractor
 from wsolax.evaluation.evaluator import WSOLEvaluator, best_threshold_index
 from wsolax.evaluation.report import write_overlays, write_report
