@@ -8,8 +8,19 @@ import numpy as np
 import pytest
 import torch
 
+from wsolax.config import base_config
 from wsolax.models.layers import BatchNorm
 from wsolax.training.state import init_key
+
+
+def backbone_config(backbone: str, num_classes: int, **model):
+    """base_config() with `backbone`, `num_classes` and any `model.*` keys set."""
+    cfg = base_config()
+    cfg.model.backbone = backbone
+    cfg.data.num_classes = num_classes
+    for k, v in model.items():
+        cfg.model[k] = v
+    return cfg
 
 
 def numpy_variables(model, x, seed=0):

@@ -9,9 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from backbone_testing import batchnorm_modes, numpy_variables, torch_one_thread  # noqa: F401  (autouse fixture)
+from backbone_testing import backbone_config, batchnorm_modes, numpy_variables, torch_one_thread  # noqa: F401  (autouse fixture)
 
-from wsolax.config import base_config
 from wsolax.models import inception
 from wsolax.models.registry import backbone_module, build_model
 from wsolax.training.state import init_key
@@ -168,12 +167,7 @@ def reference_forward(sd, x_nchw, head_convs, fc_w, fc_b, large):
 # ---------------------------------------------------------------- helpers
 
 def _cfg(**model):
-    cfg = base_config()
-    cfg.model.backbone = "inception_v3"
-    cfg.data.num_classes = NUM_CLASSES
-    for k, v in model.items():
-        cfg.model[k] = v
-    return cfg
+    return backbone_config("inception_v3", NUM_CLASSES, **model)
 
 
 @pytest.fixture(scope="module")

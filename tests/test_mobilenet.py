@@ -10,9 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from backbone_testing import batchnorm_modes, numpy_variables, torch_one_thread  # noqa: F401  (autouse fixture)
+from backbone_testing import backbone_config, batchnorm_modes, numpy_variables, torch_one_thread  # noqa: F401  (autouse fixture)
 
-from wsolax.config import base_config
 from wsolax.models import mobilenet
 from wsolax.models.registry import backbone_module, build_model
 from wsolax.training.state import init_key
@@ -88,12 +87,7 @@ def reference_forward(sd, x_nchw, large):
 
 
 def _cfg(num_classes=1000, **model):
-    cfg = base_config()
-    cfg.model.backbone = "mobilenet_v1"
-    cfg.data.num_classes = num_classes
-    for k, v in model.items():
-        cfg.model[k] = v
-    return cfg
+    return backbone_config("mobilenet_v1", num_classes, **model)
 
 
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from flax import traverse_util
 
-from wsolax.config import base_config
+from backbone_testing import backbone_config
 from wsolax.models import registry, resnet
 from wsolax.models.registry import build_model
 from wsolax.weights import convert_torch_state_dict
@@ -158,12 +158,7 @@ def _torch_forward(sd: dict[str, np.ndarray], name: str, x_nhwc: np.ndarray, *, 
 # ----------------------------------------------------------------------------------------------
 
 def _cfg(name: str, **model):
-    cfg = base_config()
-    cfg.model.backbone = name
-    cfg.data.num_classes = model.pop("num_classes", NUM_CLASSES)
-    for k, v in model.items():
-        cfg.model[k] = v
-    return cfg
+    return backbone_config(name, model.pop("num_classes", NUM_CLASSES), **model)
 
 
 def _template(model, size: int, batch: int = 1):

@@ -9,9 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from backbone_testing import numpy_variables, torch_one_thread  # noqa: F401  (autouse fixture)
+from backbone_testing import backbone_config, numpy_variables, torch_one_thread  # noqa: F401  (autouse fixture)
 
-from wsolax.config import base_config
 from wsolax.models import vgg
 from wsolax.models.registry import backbone_module, build_model
 from wsolax.training.state import init_key
@@ -79,12 +78,7 @@ def reference_forward(sd, x_nchw, conv6_w, conv6_b, fc_w, fc_b, large):
 
 
 def _cfg(**model):
-    cfg = base_config()
-    cfg.model.backbone = "vgg16_gap"
-    cfg.data.num_classes = NUM_CLASSES
-    for k, v in model.items():
-        cfg.model[k] = v
-    return cfg
+    return backbone_config("vgg16_gap", NUM_CLASSES, **model)
 
 
 @pytest.fixture(scope="module")
