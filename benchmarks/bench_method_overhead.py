@@ -20,14 +20,15 @@ import json
 import os
 import platform
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
 
-from wsolax.config import base_config
+from wsolax.config import base_config, load_config
 from wsolax.methods.placements import paper_inserts
-from wsolax.models.registry import build_model
 from wsolax.methods.where_to_look import scaled_patch_sizes
+from wsolax.models.registry import build_model
 from wsolax.training.objectives import build_objective
 from wsolax.training.optim import make_optimizer
 from wsolax.training.state import init_key, init_state
@@ -39,11 +40,13 @@ def build(method: str, args):
     cfg.model.backbone = args.backbone
     cfg.model.dtype = args.dtype
     cfg.data.num_classes = args.num_classes
-    if method == "wtl":
-        cfg.model.head = "where_to_look"
+    if method == "wtl":  # the paper config's settings, patch sizes scaled to the image size
+        paper = load_config(Path(__file__).resolve().parents[1] / "configs/cub_wtl_resnet50.py")
+        cfg.model.head = paper.model.head
+        cfg.model.wtl = paper.model.wtl
         cfg.model.wtl.patch_sizes = scaled_patch_sizes(args.image_size)
-        cfg.model.wtl.agg_features = 1024  # as configs/cub_wtl_resnet50.py
-        cfg.model.wtl.agg_kernel = args.wtl_agg_kernel
+        if args.wtl_agg_kernel:
+            cfg.model.wtl.agg_kernel = args.wtl_agg_kernel
     elif method != "cam":
         cfg.model.inserts = (tuple((s, method) for s in args.stages) if args.stages
                              else paper_inserts(method, args.backbone))
@@ -69,8 +72,8 @@ def main() -> None:
     p.add_argument("--num-classes", type=int, default=200)
     p.add_argument("--dtype", default="float32")
     p.add_argument("--methods", nargs="+", default=["cam", "adl", "dgdm", "dfm"])
-    p.add_argument("--wtl-agg-kernel", type=int, default=1,
-                   help="Where to Look's aggregation conv kernel (configs/cub_wtl_resnet50.py: 1)")
+    p.add_argument("--wtl-agg-kernel", type=int, default=0,
+                   help="Where to Look's aggregation conv kernel (0: configs/cub_wtl_resnet50.py's)")
     p.add_argument("--stages", nargs="*", default=None)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=3)
