@@ -1,13 +1,18 @@
 """Train and evaluate several WSOL methods x seeds on the embedded dataset; one comparison table.
 
     python benchmarks/compare_methods.py [--methods cam adl dgdm dfm] [--seeds 0 1 2]
-        [--out runs/compare] [--config.key=value ...]
+        [--out runs/compare] [--finetune-from runs/compare] [--config.key=value ...]
 
 Each (method, seed) runs `train.py --config configs/synthetic_<method>.py --config.seed=<seed>` in a
 subprocess into <out>/<method>/seed<seed> (finished runs are reused, so the script can be resumed),
 all on one shared copy of the generated dataset. Writes <out>/results.json, <out>/table.md (mean
 +- sample std over seeds of the full protocol on the test split, CAM threshold chosen on val) and
 <out>/overlays.png: the same test images, one column per method (seed 0).
+
+--finetune-from DIR: instead of from scratch, every method of seed s starts from the backbone of
+DIR/cam/seed<s> (exported with `python -m wsolax.export --only backbone`) with new heads, using the
+configs' `finetune` variant (the papers' protocol of fine-tuning a pretrained network), on DIR's
+dataset.
 """
 
 from __future__ import annotations
@@ -35,29 +40,41 @@ DIAGNOSTICS = (("cam_peak_on_part_%", "CAM peak on part"),
 NAMES = {"cam": "CAM", "adl": "ADL", "dgdm": "DGDM", "dfm": "DFM", "wtl": "Where to Look"}
 
 
-def run_one(method: str, seed: int, out: Path, data_root: Path, overrides: list[str]) -> dict:
+def run(cmd: list[str]) -> str:
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def export_backbone(pretrained: Path, seed: int, out: Path, data_root: Path) -> Path:
+    """The backbone of the CAM run `pretrained`/cam/seed<seed>, as a file for model.init_from."""
+    path = out / "init" / f"cam_seed{seed}_backbone.safetensors"
+    if not path.exists():
+        run([sys.executable, "-m", "wsolax.export", "--config", "configs/synthetic_cam.py",
+             "--workdir", str(pretrained / "cam" / f"seed{seed}"), "--only", "backbone",
+             "--out", str(path), f"--config.data.root={data_root}"])
+    return path
+
+
+def run_one(method: str, seed: int, out: Path, data_root: Path, overrides: list[str],
+            variant: str = "") -> dict:
     workdir = out / method / f"seed{seed}"
     metrics_file = workdir / "eval" / "metrics.json"
+    config = f"configs/synthetic_{method}.py" + (f":{variant}" if variant else "")
     if not metrics_file.exists():
-        cmd = [sys.executable, "train.py", "--config", f"configs/synthetic_{method}.py",
+        cmd = [sys.executable, "train.py", "--config", config,
                f"--config.seed={seed}", f"--config.workdir={workdir}",
                f"--config.data.root={data_root}", "--config.train.progress_bar=False", *overrides]
         if workdir.exists():  # an interrupted run: start it again from scratch
             subprocess.run(["rm", "-rf", str(workdir)], check=True)
         start = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        if proc.returncode:
-            sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+        run(cmd)
         (workdir / "wall_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
     coverage_file = workdir / "coverage.json"
     if not coverage_file.exists():
-        cmd = [sys.executable, "benchmarks/synthetic_cam_coverage.py", "--config",
-               f"configs/synthetic_{method}.py", "--workdir", str(workdir),
-               f"--config.data.root={data_root}", *overrides]
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        if proc.returncode:
-            sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-        text = proc.stdout
+        text = run([sys.executable, "benchmarks/synthetic_cam_coverage.py", "--config", config,
+                    "--workdir", str(workdir), f"--config.data.root={data_root}", *overrides])
         coverage_file.write_text(text[text.rindex("\n{") + 1:] if "\n{" in text else text)
     summary = json.loads(metrics_file.read_text())
     result = dict(summary["splits"]["test"])
@@ -113,17 +130,26 @@ def main() -> None:
     p.add_argument("--out", default="runs/compare")
     p.add_argument("--data-root", default=None, help="shared dataset folder (default <out>/data)")
     p.add_argument("--overlay-rows", type=int, default=6)
+    p.add_argument("--finetune-from", default=None,
+                   help="a from-scratch comparison folder whose cam/seed<s> backbones to start from")
     args, overrides = p.parse_known_args()
     bad = [o for o in overrides if not o.startswith("--config.")]
     if bad:
         p.error(f"unrecognized arguments: {' '.join(bad)}")
     out = (ROOT / args.out).resolve()
-    data_root = Path(args.data_root).resolve() if args.data_root else out / "data"
+    pretrained = (ROOT / args.finetune_from).resolve() if args.finetune_from else None
+    default_data = (pretrained or out) / "data"
+    data_root = Path(args.data_root).resolve() if args.data_root else default_data
     results = {}
     for method in args.methods:
         results[method] = []
         for seed in args.seeds:
-            r = run_one(method, seed, out, data_root, overrides)
+            extra, variant = [], ""
+            if pretrained:
+                variant = "finetune"
+                init = export_backbone(pretrained, seed, out, data_root)
+                extra = [f"--config.model.init_from={init}"]
+            r = run_one(method, seed, out, data_root, overrides + extra, variant)
             print(f"{method} seed {seed}: " + ", ".join(f"{t} {r[k]:.1f}" for k, t in COLUMNS),
                   flush=True)
             results[method].append(r)
@@ -132,7 +158,8 @@ def main() -> None:
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
     (out / "table.md").write_text(md + "\n")
     (out / "results.json").write_text(json.dumps(
-        {"machine": machine, "seeds": args.seeds, "overrides": overrides, "runs": results},
+        {"machine": machine, "seeds": args.seeds, "overrides": overrides,
+         "finetune_from": args.finetune_from, "runs": results},
         indent=2))
     print(md)
     print(f"\nresults: {out / 'results.json'}\noverlays: {grid}")

@@ -6,9 +6,9 @@ import synthetic_cam
 
 
 def get_config(variant: str | None = None):
-    c = synthetic_cam.get_config(variant)
+    c = synthetic_cam.get_config(variant)  # runlocal, finetune
     c.name = "synthetic_adl"
-    c.workdir = "runs/synthetic_adl" if variant is None else "runs/synthetic_adl_runlocal"
+    c.workdir = "runs/synthetic_adl" + synthetic_cam.workdir_suffix(variant)
     c.model.inserts = (("stage3", "adl"), ("stage4", "adl"))
     c.model.methods.adl = {"drop_rate": 0.75, "gamma": 0.9}
     return c

@@ -4,12 +4,48 @@ The default `python train.py --config configs/synthetic_cam.py` run: generate th
 train, checkpoint, evaluate on test with the CAM threshold chosen on val. Budget: <= 5 min on 2 CPU
 cores (see benchmarks/bench_default_run.py). `--config configs/synthetic_cam.py:runlocal` is a
 seconds-long smoke variant.
+
+Variants (comma-separated; the method configs built on this one accept them too):
+  runlocal   seconds-long smoke run
+  finetune   start the backbone from a CAM run's weights instead of from scratch, with new heads,
+             the way the papers fine-tune ImageNet networks: 5 epochs, backbone lr 0.005, new
+             layers x10. The weights come from `model.init_from`, by default the backbone of the
+             default CAM run:
+               python train.py --config configs/synthetic_cam.py
+               python -m wsolax.export --config configs/synthetic_cam.py --only backbone \
+                   --out runs/synthetic_cam/backbone.safetensors
 """
 
 from wsolax.config import base_config
 
 
+BASE_TOKENS = ("runlocal", "finetune")
+
+
+def parse_variant(variant: str | None, known=BASE_TOKENS) -> dict[str, str]:
+    """'a,b=1' -> {'a': '', 'b': '1'}; unknown tokens are an error."""
+    opts = {}
+    for token in (variant or "").split(","):
+        if not token:
+            continue
+        name, _, value = token.partition("=")
+        if name not in known:
+            raise ValueError(f"unknown variant token {token!r}; known: {', '.join(known)}")
+        opts[name] = value
+    return opts
+
+
+def base_variant(opts: dict[str, str]) -> str | None:
+    """The tokens of `opts` that this config handles, for configs built on it."""
+    return ",".join(t for t in BASE_TOKENS if t in opts) or None
+
+
+def workdir_suffix(variant: str | None) -> str:
+    return "" if not variant else "_" + variant.replace(",", "_").replace("=", "")
+
+
 def get_config(variant: str | None = None):
+    opts = parse_variant(variant)
     c = base_config()
     c.name = "synthetic_cam"
     c.workdir = "runs/synthetic_cam"
@@ -43,8 +79,13 @@ def get_config(variant: str | None = None):
     c.eval.splits = ("test",)
     c.eval.threshold_split = "val"
 
-    if variant == "runlocal":
-        c.workdir = "runs/synthetic_cam_runlocal"
+    c.workdir += workdir_suffix(variant)
+    if "finetune" in opts:
+        c.model.init_from = "runs/synthetic_cam/backbone.safetensors"
+        c.train.epochs = 5
+        c.optim.lr = 0.005
+        c.optim.new_layer_lr_mult = 10.0  # the heads learn at the from-scratch rate
+    if "runlocal" in opts:
         c.data.root = "data/synthetic_runlocal"
         c.data.synthetic.num_train = 128
         c.data.synthetic.num_val = 32
@@ -52,6 +93,4 @@ def get_config(variant: str | None = None):
         c.train.batch_size = 32
         c.train.epochs = 1
         c.eval.num_overlays = 4
-    elif variant is not None:
-        raise ValueError(f"unknown variant {variant!r}; known: runlocal")
     return c

@@ -12,9 +12,9 @@ import synthetic_cam
 
 
 def get_config(variant: str | None = None):
-    c = synthetic_cam.get_config(variant)
+    c = synthetic_cam.get_config(variant)  # runlocal, finetune
     c.name = "synthetic_dfm"
-    c.workdir = "runs/synthetic_dfm" if variant is None else "runs/synthetic_dfm_runlocal"
+    c.workdir = "runs/synthetic_dfm" + synthetic_cam.workdir_suffix(variant)
     c.model.inserts = (("stage3", "dfm"), ("stage4", "dfm"))
     c.model.methods.dfm = {"alpha": 0.85, "beta": 0.95, "omega": 0.15, "delta": 0.6,
                            "gamma": 0.4, "tau": 0.7}

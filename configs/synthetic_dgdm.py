@@ -12,6 +12,7 @@ paper's Table 1).
 
 Variants: `synthetic_dgdm.py:<tokens>`, comma-separated, e.g. `:runlocal,block=3`:
   runlocal          seconds-long smoke run (as synthetic_cam.py:runlocal)
+  finetune          from a CAM run's backbone (as synthetic_cam.py:finetune)
   block=N           Table 1 block_size (1, 2, 3, 4)
   adap=D            Table 1 "Adap_7": block = floor(H / D) per map (adap=7)
   components=C      Table 1 rows: stage1 (M_drop2_stage1: discriminative blocks only, no CAGD),
@@ -34,26 +35,12 @@ COMPONENTS = {"stage1": (0.0, 0.0), "stage2": (DEFAULT_DELTA_LOW, 0.0),
               "full": (DEFAULT_DELTA_LOW, 0.5)}
 
 
-def _parse(variant: str | None) -> dict[str, str]:
-    known = ("runlocal", "block", "adap", "components", "beta", "inserts")
-    out = {}
-    for token in (variant or "").split(","):
-        if not token:
-            continue
-        name, _, value = token.partition("=")
-        if name not in known:
-            raise ValueError(f"unknown variant token {token!r}; known: {', '.join(known)}")
-        out[name] = value
-    return out
-
-
 def get_config(variant: str | None = None):
-    opts = _parse(variant)
-    runlocal = "runlocal" in opts
-    c = synthetic_cam.get_config("runlocal" if runlocal else None)
+    opts = synthetic_cam.parse_variant(
+        variant, synthetic_cam.BASE_TOKENS + ("block", "adap", "components", "beta", "inserts"))
+    c = synthetic_cam.get_config(synthetic_cam.base_variant(opts))
     c.name = "synthetic_dgdm"
-    suffix = "" if variant is None else "_" + variant.replace(",", "_").replace("=", "")
-    c.workdir = "runs/synthetic_dgdm" + suffix
+    c.workdir = "runs/synthetic_dgdm" + synthetic_cam.workdir_suffix(variant)
 
     if opts.get("inserts", "all") not in INSERTS:
         raise ValueError(f"inserts={opts['inserts']!r}; known: {sorted(INSERTS)}")

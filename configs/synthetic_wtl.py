@@ -7,6 +7,7 @@ The gradient's global norm is clipped at 5 (see get_config).
 
 Variants (comma-separated, e.g. `synthetic_wtl.py:runlocal,patch=9`):
   runlocal      seconds-long smoke run (as synthetic_cam.py:runlocal)
+  finetune      from a CAM run's backbone (as synthetic_cam.py:finetune)
   patch=N       one fixed patch size (Table 6 rows, scaled: 5, 9, 13, 16)
   nofusion      fusion weight 0 (Table 5's row without L_at_fuse)
   test=x_tilde  the test CAM from the X~ branch's classifier instead of X's
@@ -18,16 +19,11 @@ from wsolax.methods.where_to_look import scaled_patch_sizes
 
 
 def get_config(variant: str | None = None):
-    tokens = [t for t in (variant or "").split(",") if t]
-    known = ("runlocal", "patch", "nofusion", "test")
-    for token in tokens:
-        if token.partition("=")[0] not in known:
-            raise ValueError(f"unknown variant token {token!r}; known: {', '.join(known)}")
-    opts = dict(t.partition("=")[::2] for t in tokens)
-    c = synthetic_cam.get_config("runlocal" if "runlocal" in opts else None)
+    opts = synthetic_cam.parse_variant(
+        variant, synthetic_cam.BASE_TOKENS + ("patch", "nofusion", "test"))
+    c = synthetic_cam.get_config(synthetic_cam.base_variant(opts))
     c.name = "synthetic_wtl"
-    suffix = "" if variant is None else "_" + variant.replace(",", "_").replace("=", "")
-    c.workdir = "runs/synthetic_wtl" + suffix
+    c.workdir = "runs/synthetic_wtl" + synthetic_cam.workdir_suffix(variant)
 
     c.model.head = "where_to_look"
     c.model.wtl.patch_sizes = scaled_patch_sizes(c.data.crop_size)

@@ -84,3 +84,16 @@ def test_configs_import_their_siblings_from_their_own_folder(tmp_path):
     assert load_config(tmp_path / "a" / "exp.py").optim.lr == 0.5
     assert load_config(tmp_path / "b" / "exp.py").optim.lr == 0.25  # not a's cached _shared
     assert "_shared" not in sys.modules and str(tmp_path / "a") not in sys.path
+
+
+@pytest.mark.parametrize("method", ["cam", "adl", "dgdm", "dfm", "wtl"])
+def test_finetune_variant_of_every_synthetic_method(method):
+    scratch = load_config(f"configs/synthetic_{method}.py")
+    tuned = load_config(f"configs/synthetic_{method}.py:finetune,runlocal")
+    assert scratch.model.init_from == "" and tuned.model.init_from.endswith(".safetensors")
+    assert tuned.train.epochs == 1  # runlocal applies on top
+    assert tuned.optim.lr * tuned.optim.new_layer_lr_mult == pytest.approx(scratch.optim.lr)
+    assert tuned.model.inserts == scratch.model.inserts and tuned.model.head == scratch.model.head
+    assert tuned.workdir != scratch.workdir
+    with pytest.raises(ValueError, match="unknown variant token 'fine'"):
+        load_config(f"configs/synthetic_{method}.py:fine")

@@ -174,3 +174,42 @@ def test_multihost_training_refuses_to_evaluate_before_touching_jax_distributed(
     code = train_main(["--config", "configs/synthetic_cam.py:runlocal", "--multihost",
                            f"--config.workdir={tmp_path}"])
     assert code == 2 and "--no-eval" in capsys.readouterr().err
+
+
+def test_export_backbone_then_finetune_another_method_from_it(trained, tmp_path, capsys):
+    """A CAM run's backbone starts a Where-to-Look run; its new heads keep their initialisation."""
+    from flax import traverse_util
+
+    from wsolax.cli import export_main
+    from wsolax.training import sharding
+    from wsolax.training.loop import build_training, start_from_converted
+
+    tmp, _, result = trained
+    out = tmp_path / "backbone.safetensors"
+    assert export_main(["--config", CONFIG, *tiny_overrides(tmp), "--only", "backbone",
+                        "--out", str(out)]) == 0, capsys.readouterr().err
+    cfg = load_config("configs/synthetic_wtl.py:finetune",
+                      tiny_overrides(tmp, **{"model.init_from": str(out)}))
+    mesh = sharding.data_mesh(jax.devices()[:1])
+    _, tx, _, fresh, _, _ = build_training(cfg, 48, mesh)
+    started = start_from_converted(cfg, fresh, tx, mesh)
+    trained_flat = traverse_util.flatten_dict(jax.device_get(result.state.params), sep="/")
+    fresh_flat = traverse_util.flatten_dict(jax.device_get(fresh.params), sep="/")
+    started_flat = traverse_util.flatten_dict(jax.device_get(started.params), sep="/")
+    backbone = [k for k in started_flat if k.startswith("backbone/")]
+    head = [k for k in started_flat if k.startswith("head/")]
+    assert backbone and head and len(backbone) + len(head) == len(started_flat)
+    for k in backbone:
+        np.testing.assert_array_equal(started_flat[k], trained_flat[k])
+    for k in head:
+        np.testing.assert_array_equal(started_flat[k], fresh_flat[k])
+    # The CAM head is not in the file, so nothing of it can leak into the new run.
+    assert not any("classifier_x" in k for k in trained_flat)
+
+
+def test_export_refuses_a_run_without_checkpoints(tmp_path, capsys):
+    from wsolax.cli import export_main
+
+    assert export_main(["--config", CONFIG, *tiny_overrides(tmp_path), "--out",
+                        str(tmp_path / "w.safetensors")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err

@@ -309,3 +309,33 @@ def test_synthetic_and_paper_configs():
         assert cfg.model.backbone == "resnet50" and cfg.data.num_classes == classes
         assert cfg.model.head == "where_to_look"
         assert cfg.model.wtl.patch_sizes == (16, 32, 44, 56) and cfg.data.crop_size == 224
+
+
+def test_fusion_weight_schedule_by_hand():
+    from wsolax.methods.where_to_look.loss import fusion_weight_at
+
+    # Paper: constant beta from the first step.
+    assert float(fusion_weight_at(0, 50.0)) == 50.0
+    # Off before step 10, then 1/4, 2/4, 3/4, 4/4 of beta over steps 10..13, then constant.
+    want = {0: 0.0, 9: 0.0, 10: 12.5, 11: 25.0, 12: 37.5, 13: 50.0, 14: 50.0, 1000: 50.0}
+    for step, beta in want.items():
+        assert float(fusion_weight_at(step, 50.0, 10, 4)) == beta, step
+    assert [float(fusion_weight_at(s, 8.0, 5)) for s in (4, 5, 6)] == [0.0, 8.0, 8.0]
+
+
+def test_the_step_adds_no_fusion_term_before_the_schedule_starts_it():
+    cfg = _wtl_cfg(fusion_weight=50.0)
+    cfg.model.wtl.fusion_start_epochs = 1.0  # 10 steps per epoch below
+    model = build_model(cfg)
+    tx, _ = make_optimizer(cfg.optim, 10, 100)
+    state = init_state(model, tx, init_key(0), (1, 32, 32, 3))
+    step = jax.jit(make_train_step(model, tx, build_objective(cfg, steps_per_epoch=10)))
+    batch = {"image": jax.random.normal(jax.random.key(0), (4, 32, 32, 3)),
+             "label": jnp.array([0, 1, 2, 3])}
+    _, m = step(state, batch, jax.random.key(1))
+    assert float(m["loss_fusion"]) > 0 and float(m["fusion_weight"]) == 0.0
+    assert float(m["loss"]) == pytest.approx(float(m["loss_ce_x"] + m["loss_ce_x_tilde"]), rel=1e-6)
+    _, m = step(state.replace(step=10), batch, jax.random.key(1))
+    assert float(m["fusion_weight"]) == 50.0
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        build_objective(cfg)

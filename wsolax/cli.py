@@ -103,3 +103,20 @@ def convert_main(argv: list[str]) -> int:
         print(f"saved {path}; train with --config.model.init_from={path}")
 
     return _guarded(run)
+
+
+def export_main(argv: list[str]) -> int:
+    rest, overrides = _split_overrides(argv)
+    p = _parser("Save a trained run's weights for another run's --config.model.init_from.")
+    p.add_argument("--out", required=True, help="output .safetensors")
+    p.add_argument("--only", default="all", choices=("all", "backbone"),
+                   help="'backbone': leave the heads out, so they start fresh (fine-tuning)")
+    args = p.parse_args(rest)
+
+    def run():
+        cfg = load_config(args.config, overrides)
+        from wsolax.weights.from_checkpoint import export_checkpoint
+        path = export_checkpoint(cfg, Path(args.workdir or cfg.workdir), args.out, part=args.only)
+        print(f"saved {path}; train with --config.model.init_from={path}")
+
+    return _guarded(run)

@@ -98,6 +98,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.wtl.hide_prob = 0.5
     c.model.wtl.fill = 0.0  # normalised units: 0 is the dataset mean HaS hides with
     c.model.wtl.fusion_weight = 50.0
+    # Not in the paper (constant beta from ImageNet weights): beta stays 0 for fusion_start_epochs,
+    # then ramps up linearly over fusion_warmup_epochs; for training from scratch.
+    c.model.wtl.fusion_start_epochs = 0.0
+    c.model.wtl.fusion_warmup_epochs = 0.0
     c.model.wtl.agg_features = 0
     c.model.wtl.agg_kernel = 3
     c.model.wtl.test_branch = "x"

@@ -92,7 +92,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path | None = None, res
     start = int(jax.device_get(state.step))
     end = total_steps if not cfg.train.max_steps else min(total_steps, cfg.train.max_steps)
     run_key = jax.random.key(cfg.seed)
-    step_fn = sharding.shard_step(make_train_step(model, tx, build_objective(cfg)), mesh)
+    step_fn = sharding.shard_step(make_train_step(
+        model, tx, build_objective(cfg, steps_per_epoch)), mesh)
     batches = pipeline.train_batches(
         train_split, batch_size=cfg.train.batch_size, resize_size=cfg.data.resize_size,
         crop_size=cfg.data.crop_size, seed=cfg.seed, mean=cfg.data.mean, std=cfg.data.std,

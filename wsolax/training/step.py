@@ -1,7 +1,7 @@
 """The jitted train step. Randomness: one run key, folded with the step number inside the step.
 
-What the step minimises is an *objective*: `objective(model, variables, batch, key) ->
-(loss, (aux, updates))`, where aux holds the logits the accuracy is measured on and optionally a
+What the step minimises is an *objective*: `objective(model, variables, batch, key, step) ->
+(loss, (aux, updates))` (step: the optimizer step being taken, for loss weights on a schedule), where aux holds the logits the accuracy is measured on and optionally a
 dict of extra scalar `metrics`, and updates the new mutable collections (BatchNorm statistics).
 Plain classification (CAM and the inserted attention-dropout layers) is the default; two-view
 methods bring their own (wsolax.training.objectives).
@@ -20,7 +20,8 @@ def classification_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
-def classification_objective(model, variables, batch, key):
+def classification_objective(model, variables, batch, key, step=None):
+    del step
     out, updates = model.apply(variables, batch["image"], train=True, rngs={"dropout": key},
                                mutable=["batch_stats"])
     return classification_loss(out["logits"], batch["label"]), ({"logits": out["logits"]}, updates)
@@ -33,7 +34,8 @@ def make_train_step(model, tx: optax.GradientTransformation, objective=classific
         key = jax.random.fold_in(run_key, state.step)
 
         def loss_of(params):
-            return objective(model, model_variables(state.replace(params=params)), batch, key)
+            return objective(model, model_variables(state.replace(params=params)), batch, key,
+                             state.step)
 
         (loss, (aux, updates)), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
         param_updates, opt_state = tx.update(grads, state.opt_state, state.params)

@@ -32,16 +32,28 @@ def fusion_loss(cams_x: jax.Array, cams_x_tilde: jax.Array) -> jax.Array:
     return jnp.mean(jnp.sum(jnp.square(vx - vxt), axis=-1))
 
 
+def fusion_weight_at(step, fusion_weight: float, start_step: int = 0, warmup_steps: int = 0):
+    """beta: 0 before `start_step`, then ramped linearly up to `fusion_weight` over
+    `warmup_steps` steps (both 0: the paper's constant beta)."""
+    since = jnp.asarray(step, jnp.float32) - start_step
+    if warmup_steps <= 0:
+        return jnp.where(since >= 0, jnp.float32(fusion_weight), 0.0)
+    return fusion_weight * jnp.clip((since + 1) / warmup_steps, 0.0, 1.0)
+
+
 def make_objective(*, patch_sizes: Sequence[int], hide_prob: float = 0.5, fill: float = 0.0,
-                   fusion_weight: float = 50.0):
-    """`objective(model, variables, batch, key) -> (loss, (aux, updates))` for the train step.
+                   fusion_weight: float = 50.0, fusion_start_step: int = 0,
+                   fusion_warmup_steps: int = 0):
+    """`objective(model, variables, batch, key, step) -> (loss, (aux, updates))` for the train step.
 
     The pair is made inside the jitted step from `key`; the layers inserted in the backbone (if
-    any) draw from an independent key.
+    any) draw from an independent key. `fusion_start_step` / `fusion_warmup_steps` delay beta and
+    ramp it up (not in the paper, which starts from ImageNet weights: from scratch the fusion loss
+    otherwise wins before the classifiers learn anything, see configs/synthetic_wtl.py).
     """
     patch_sizes = tuple(int(p) for p in patch_sizes)
 
-    def objective(model, variables, batch, key):
+    def objective(model, variables, batch, key, step=0):
         pair_key, dropout_key = jax.random.split(key)
         labels = batch["label"]
         x, x_tilde, _ = complementary_pair(pair_key, batch["image"], patch_sizes=patch_sizes,
@@ -53,8 +65,10 @@ def make_objective(*, patch_sizes: Sequence[int], hide_prob: float = 0.5, fill: 
         ce_x_tilde = optax.softmax_cross_entropy_with_integer_labels(
             out["logits_tilde"], labels).mean()
         fuse = fusion_loss(out["cams"][..., 0], out["cams_tilde"][..., 0])
-        loss = ce_x + ce_x_tilde + fusion_weight * fuse
+        beta = fusion_weight_at(step, fusion_weight, fusion_start_step, fusion_warmup_steps)
+        loss = ce_x + ce_x_tilde + beta * fuse
         metrics = {"loss_ce_x": ce_x, "loss_ce_x_tilde": ce_x_tilde, "loss_fusion": fuse,
+                   "fusion_weight": beta,
                    "accuracy_x_tilde": jnp.mean(jnp.argmax(out["logits_tilde"], -1) == labels)}
         return loss, ({"logits": out["logits"], "metrics": metrics}, updates)
 
