@@ -31,6 +31,18 @@ def test_output_shapes_and_stride():
     assert out["features"].shape == (2, 8, 8, 8 * cfg.model.width)
 
 
+def test_tiny_large_feature_map_keeps_stride_4_with_the_same_parameters():
+    x = jnp.ones((2, 64, 64, 3))
+    shapes = {}
+    for large in (False, True):
+        _, model = _model(large_feature_map=large)
+        variables = model.init(init_key(0), x, train=False)
+        out = model.apply(variables, x, train=False)
+        assert out["cams"].shape[1:3] == ((16, 16) if large else (8, 8))
+        shapes[large] = jax.tree.map(jnp.shape, variables)
+    assert shapes[False] == shapes[True]  # a pool less, no weight more: checkpoints interchange
+
+
 def test_cam_is_the_classifier_applied_at_every_position():
     # Independent identity: logits_k = mean_hw(features) . W_k + b_k and CAM_k = features . W_k / C,
     # so mean_hw(CAM_k) * C + b_k must equal logits_k; and CAM_k at one position by hand.

@@ -114,7 +114,8 @@ def backbone_module(name: str):
 def build_backbone(model_cfg: ml_collections.ConfigDict, inserts: Inserts, dtype):
     module = backbone_module(model_cfg.backbone)
     if module is None:
-        return TinyNet(width=model_cfg.width, inserts=inserts, dtype=dtype)
+        return TinyNet(width=model_cfg.width, inserts=inserts, dtype=dtype,
+                       large_feature_map=bool(model_cfg.large_feature_map))
     return module.build_backbone(model_cfg.backbone, model_cfg, inserts, dtype)
 
 

@@ -4,6 +4,8 @@ A stride-2 stem, two stages with 2x2 max pooling and a last stage without poolin
 gives an 8x8 feature map (stride 8, like the 28->14 maps of the real WSOL backbones scaled down).
 The stem is strided because XLA:CPU computes conv weight gradients slowly at high resolution with
 few channels (measured: a stride-1 stem with pooling trains ~4x slower at 64 px).
+`large_feature_map=True` drops the pool before stage3: stride 4, a 16x16 map at 64 px (as the real
+backbones' 28x28 option), to test whether the coarse 8x8 map limits the WSOL methods.
 GroupNorm instead of BatchNorm keeps the tiny model independent of batch size; real backbones use
 BatchNorm.
 """
@@ -33,10 +35,12 @@ class ConvGNReLU(nn.Module):
 
 
 class TinyNet(nn.Module):
-    """Stages: stage1 (w, /2), stage2 (2w, /4), stage3 (4w, /8), stage4 (8w, /8)."""
+    """Stages: stage1 (w, /2), stage2 (2w, /4), stage3 (4w, /8), stage4 (8w, /8); /4 for stage3
+    and stage4 with large_feature_map."""
 
     width: int = 16
     inserts: Inserts = ()
+    large_feature_map: bool = False
     dtype: jnp.dtype = jnp.float32
     stages = STAGES
 
@@ -47,7 +51,8 @@ class TinyNet(nn.Module):
         x = ConvGNReLU(w, strides=2, dtype=self.dtype)(x)
         x = insert(self, self.inserts, "stage1", x, train)
         # (stage, features, convs, pool first)
-        for stage, features, convs, pool in (("stage2", 2 * w, 2, True), ("stage3", 4 * w, 2, True),
+        for stage, features, convs, pool in (("stage2", 2 * w, 2, True),
+                                             ("stage3", 4 * w, 2, not self.large_feature_map),
                                              ("stage4", 8 * w, 2, False)):
             if pool:
                 x = nn.max_pool(x, (2, 2), strides=(2, 2))
