@@ -1,7 +1,5 @@
-import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from wsolax.config import base_config

@@ -1,8 +1,9 @@
 """The jitted train step. Randomness: one run key, folded with the step number inside the step.
 
 What the step minimises is an *objective*: `objective(model, variables, batch, key, step) ->
-(loss, (aux, updates))` (step: the optimizer step being taken, for loss weights on a schedule), where aux holds the logits the accuracy is measured on and optionally a
-dict of extra scalar `metrics`, and updates the new mutable collections (BatchNorm statistics).
+(loss, (aux, updates))` (step: the optimizer step being taken, for loss weights on a schedule),
+where aux holds the logits the accuracy is measured on and optionally a dict of extra scalar
+`metrics`, and updates the new mutable collections (BatchNorm statistics).
 Plain classification (CAM and the inserted attention-dropout layers) is the default; two-view
 methods bring their own (wsolax.training.objectives).
 """
