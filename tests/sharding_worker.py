@@ -1,7 +1,10 @@
 """Run a few sharded train steps on fixed data and print losses + a parameter checksum as JSON.
 
 Launched in a subprocess by test_sharding.py, because the device count (XLA_FLAGS) must be set
-before JAX starts.
+before JAX starts. `float64` (the third argument) turns on 64-bit JAX and builds the whole model in
+float64 (parameters, activations, statistics, loss), the setting in which 1 and 8 devices must agree
+to rounding on any CPU; in float32 a ReLU input within rounding of zero can flip its derivative
+between two reduction orders, and that one flip moves the gradients of a tiny model by percents.
 """
 
 import json
@@ -20,8 +23,13 @@ from wsolax.training.state import init_key, init_state
 from wsolax.training.step import make_train_step
 
 
-def main(num_devices: int, mode: str = "cam", steps: int = 3, batch: int = 16) -> dict:
+def main(num_devices: int, mode: str = "cam", precision: str = "float32", steps: int = 3,
+         batch: int = 16) -> dict:
+    if precision == "float64":
+        jax.config.update("jax_enable_x64", True)
+    dtype = np.dtype(precision)
     cfg = base_config()
+    cfg.model.dtype = precision
     cfg.model.width = 4
     if mode == "methods":  # every attention-dropout layer, drawing per image, in one model
         cfg.model.inserts = (("stage2", "adl"), ("stage3", "dgdm"), ("stage4", "dfm"))
@@ -41,13 +49,13 @@ def main(num_devices: int, mode: str = "cam", steps: int = 3, batch: int = 16) -
     rng = np.random.default_rng(0)
     losses = []
     for _ in range(steps):
-        data = {"image": rng.normal(size=(batch, 32, 32, 3)).astype(np.float32),
+        data = {"image": rng.normal(size=(batch, 32, 32, 3)).astype(dtype),
                 "label": rng.integers(0, cfg.data.num_classes, batch).astype(np.int32)}
         state, metrics = step(state, sharding.put_batch(data, mesh), jax.random.key(7))
         losses.append(float(metrics["loss"]))
     # Jitted, sharded CAM extraction on the trained state (as eval.py runs it).
     extract = make_cam_extractor(model, mesh, (48, 40))
-    data = {"image": rng.normal(size=(batch, 32, 32, 3)).astype(np.float32),
+    data = {"image": rng.normal(size=(batch, 32, 32, 3)).astype(dtype),
             "label": rng.integers(0, cfg.data.num_classes, batch).astype(np.int32)}
     device_batch = sharding.put_batch(data, mesh)
     out = extract({"params": state.params}, device_batch["image"], device_batch["label"])
@@ -55,6 +63,7 @@ def main(num_devices: int, mode: str = "cam", steps: int = 3, batch: int = 16) -
     leaves = [np.asarray(x, np.float64) for x in jax.tree.leaves(state.params)]
     shard_counts = {len(x.sharding.device_set) for x in jax.tree.leaves(state.params)}
     return {"devices": len(jax.devices()), "mesh": mesh.size, "losses": losses,
+            "param_dtypes": sorted({str(x.dtype) for x in jax.tree.leaves(state.params)}),
             "param_sum": float(sum(np.abs(x).sum() for x in leaves)),
             "replicated_on": sorted(shard_counts),
             "scoremap_shards": len(out["scoremap_gt"].sharding.device_set),
@@ -64,4 +73,4 @@ def main(num_devices: int, mode: str = "cam", steps: int = 3, batch: int = 16) -
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(int(sys.argv[1]), *sys.argv[2:3])))
+    print(json.dumps(main(int(sys.argv[1]), *sys.argv[2:4])))

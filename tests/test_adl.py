@@ -8,6 +8,9 @@ import pytest
 
 from wsolax.methods.adl import ADL, adl
 
+# Numerically sensitive: CI runs these again with XLA capped at AVX2 (.ci/run).
+pytestmark = pytest.mark.numerics
+
 
 def _x(seed=0, shape=(4, 5, 6, 8)):
     return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)

@@ -8,6 +8,9 @@ import pytest
 
 from wsolax.methods.dfm import DFM, channel_branch, dfm, fusion_maps, position_branch
 
+# Numerically sensitive: CI runs these again with XLA capped at AVX2 (.ci/run).
+pytestmark = pytest.mark.numerics
+
 PAPER = dict(alpha=0.85, beta=0.95, omega=0.15, delta=0.6, gamma=0.4)
 
 
@@ -217,8 +220,12 @@ def test_gradients_flow_to_the_input():
     g_c, g_p, g = jax.jit(lambda: (grad(tau=0.0, delta=0.0), grad(tau=1.0, gamma=0.0), grad()))()
     # With the enhancement weight at 0, y = x * (1 + mask): d sum(y) / dx = 1 + mask exactly --
     # 2 (or 2.15 next to the erased region) at kept positions, 1 (the residual) where erased.
-    ca = xn.mean(axis=(1, 2), keepdims=True)
-    cm = (ca < 0.85 * ca.max(axis=-1, keepdims=True)).astype(np.float32)
+    ca = xn.astype(np.float64).mean(axis=(1, 2), keepdims=True)
+    threshold = 0.85 * ca.max(axis=-1, keepdims=True)
+    # The expected mask is only well defined if no channel mean sits within rounding of its
+    # threshold (then float32 means of another summation order could fall on the other side).
+    assert (np.abs(ca - threshold) / threshold).min() > 1e-5
+    cm = (ca < threshold).astype(np.float32)
     np.testing.assert_allclose(np.asarray(g_c), np.broadcast_to(1 + cm, xn.shape), rtol=1e-6)
     _, pm = position_branch(x, beta=0.95, omega=0.15)
     np.testing.assert_allclose(np.asarray(g_p), np.broadcast_to(1 + np.asarray(pm), xn.shape),

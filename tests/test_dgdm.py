@@ -14,6 +14,9 @@ import pytest
 from wsolax.methods.dgdm import (DGDM, cagd_mask, dgdm, dropblock_mask, resolve_block_size,
                                  sagd_drop_mask)
 
+# Numerically sensitive: CI runs these again with XLA capped at AVX2 (.ci/run).
+pytestmark = pytest.mark.numerics
+
 # Compiling the threefry draws dominates these tests on the shared CPU, so most tests call one
 # jitted layer whose float hyperparameters are traced (the layer accepts them as arrays): one
 # compile per input shape and block size instead of one per setting.

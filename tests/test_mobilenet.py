@@ -17,6 +17,9 @@ from wsolax.models.registry import backbone_module, build_model
 from wsolax.training.state import init_key
 from wsolax.weights import convert_torch_state_dict
 
+# Numerically sensitive: CI runs these again with XLA capped at AVX2 (.ci/run).
+pytestmark = pytest.mark.numerics
+
 EPS = 1e-5
 # timm mobilenetv1_100: stages of depthwise-separable blocks, (out channels, first stride, repeats)
 TIMM_STAGES = [(64, 1, 1), (128, 2, 2), (256, 2, 2), (512, 2, 6), (1024, 2, 2)]

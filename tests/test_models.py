@@ -10,6 +10,9 @@ from wsolax.models.heads import GAPLinearHead
 from wsolax.models.registry import build_model
 from wsolax.training.state import init_key
 
+# Numerically sensitive: CI runs these again with XLA capped at AVX2 (.ci/run).
+pytestmark = pytest.mark.numerics
+
 
 def _model(**model_overrides):
     cfg = base_config()
@@ -108,3 +111,24 @@ def test_bfloat16_compute_keeps_float32_params_and_outputs():
     out = jax.jit(lambda v: model.apply(v, x, train=False))(variables)
     assert out["features"].dtype == jnp.bfloat16
     assert out["logits"].dtype == jnp.float32 and out["cams"].dtype == jnp.float32
+
+
+def test_float64_model_needs_x64_and_then_computes_in_float64_throughout():
+    with pytest.raises(ValueError, match="JAX_ENABLE_X64"):
+        _model(dtype="float64")
+    from wsolax.training.optim import make_optimizer
+    from wsolax.training.state import init_state
+
+    with jax.enable_x64(True):
+        cfg, model = _model(dtype="float64", inserts=(("stage3", "adl"), ("stage4", "dfm")))
+        tx, _ = make_optimizer(cfg.optim, 10, 100)
+        state = init_state(model, tx, init_key(0), (1, 32, 32, 3))
+        assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype("float64")}
+        x = np.random.default_rng(0).normal(size=(2, 32, 32, 3))
+        out = model.apply({"params": state.params}, x, train=True,
+                          rngs={"dropout": jax.random.key(0)})
+        assert out["logits"].dtype == out["cams"].dtype == out["features"].dtype == jnp.float64
+        # Float64 for real: a 1e-12 change of the input moves the logits (float32 would not).
+        bumped = model.apply({"params": state.params}, x * (1 + 1e-12), train=False)["logits"]
+        plain = model.apply({"params": state.params}, x, train=False)["logits"]
+        assert np.any(np.asarray(bumped) != np.asarray(plain))

@@ -29,6 +29,9 @@ from wsolax.models import registry, resnet
 from wsolax.models.registry import build_model
 from wsolax.weights import convert_torch_state_dict
 
+# Numerically sensitive: CI runs these again with XLA capped at AVX2 (.ci/run).
+pytestmark = pytest.mark.numerics
+
 # name -> (block kind, blocks per stage, squeeze-excitation): torchvision resnet18/34/50/101 and
 # timm seresnet50. Channel facts: stem 64; stage widths 64, 128, 256, 512; bottleneck expansion 4;
 # SE reduction 16 (timm rounds C/16 to a multiple of 8, which C/16 already is for C = 256..2048).

@@ -16,6 +16,9 @@ from wsolax.models.registry import backbone_module, build_model
 from wsolax.training.state import init_key
 from wsolax.weights import convert_torch_state_dict
 
+# Numerically sensitive: CI runs these again with XLA capped at AVX2 (.ci/run).
+pytestmark = pytest.mark.numerics
+
 NUM_CLASSES = 7
 # torchvision's vgg16 `features`: 'M' = 2x2/2 max pool, numbers = 3x3 conv (+ReLU) channels.
 TV_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]

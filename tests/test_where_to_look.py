@@ -20,6 +20,9 @@ from wsolax.training.optim import make_optimizer
 from wsolax.training.state import init_key, init_state
 from wsolax.training.step import make_train_step
 
+# Numerically sensitive: CI runs these again with XLA capped at AVX2 (.ci/run).
+pytestmark = pytest.mark.numerics
+
 
 def _softmax_rows(a):
     e = np.exp(a - a.max(axis=-1, keepdims=True))

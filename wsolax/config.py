@@ -78,7 +78,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.backbone = "tiny"
     c.model.width = 16
     c.model.head = "gap_linear"
-    c.model.dtype = "float32"  # compute dtype; params stay float32
+    c.model.dtype = "float32"  # compute dtype; params stay float32 (float64: both, needs x64)
     # ImageNet backbones: 28x28 instead of 14x14 maps at 224 px (VGG without pool4, ResNet with
     # layer3 stride 1), BatchNorm statistics frozen while fine-tuning, and converted weights
     # (`python -m wsolax.convert`) to start from; "" trains from scratch.
@@ -303,7 +303,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     _require(d.bad_images in ("fail", "skip"), "data.bad_images",
              f"must be 'fail' or 'skip', got {d.bad_images!r}")
     check_synthetic(d.synthetic)
-    _require(m.dtype in ("float32", "bfloat16"), "model.dtype", "must be 'float32' or 'bfloat16'")
+    _require(m.dtype in ("float32", "bfloat16", "float64"), "model.dtype",
+             "must be 'float32', 'bfloat16' or 'float64' (float64 needs JAX_ENABLE_X64=1)")
     _require(m.width >= 1, "model.width", "must be >= 1")
     for pair in m.inserts:
         _require(isinstance(pair, (tuple, list)) and len(pair) == 2, "model.inserts",

@@ -19,6 +19,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from wsolax.precision import widen
+
 GAMMA_BY_BACKBONE = {"vgg16": 0.8, "inception_v3": 0.8, "resnet50": 0.9, "se_resnet50": 0.9,
                      "mobilenet_v1": 0.95}
 
@@ -28,9 +30,9 @@ def adl(key: jax.Array | None, x: jax.Array, *, drop_rate: float = 0.75, gamma: 
     """Apply ADL to an NHWC feature map; returns an array of x's shape and dtype."""
     if not train:
         return x
-    attention = jnp.mean(x.astype(jnp.float32), axis=-1, keepdims=True)  # (B, H, W, 1)
+    attention = jnp.mean(widen(x), axis=-1, keepdims=True)  # (B, H, W, 1)
     threshold = gamma * jnp.max(attention, axis=(1, 2), keepdims=True)
-    drop_mask = (attention < threshold).astype(jnp.float32)
+    drop_mask = (attention < threshold).astype(attention.dtype)
     importance = jax.nn.sigmoid(attention)
     shape = (x.shape[0], 1, 1, 1) if per_sample else ()
     use_drop = jax.random.uniform(key, shape) < drop_rate

@@ -55,12 +55,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from wsolax.precision import widen
+
 
 def channel_branch(x: jax.Array, *, alpha: float) -> tuple[jax.Array, jax.Array]:
     """(C_E, C_M), each (B, 1, 1, C) float32: tanh of the GAP attention and its threshold mask."""
-    attention = jnp.mean(x.astype(jnp.float32), axis=(1, 2), keepdims=True)
+    attention = jnp.mean(widen(x), axis=(1, 2), keepdims=True)
     threshold = alpha * jnp.max(attention, axis=-1, keepdims=True)
-    return jnp.tanh(attention), (attention < threshold).astype(jnp.float32)
+    return jnp.tanh(attention), (attention < threshold).astype(attention.dtype)
 
 
 def neighbour_focus(mask: jax.Array, *, omega: float) -> jax.Array:
@@ -78,9 +80,9 @@ def neighbour_focus(mask: jax.Array, *, omega: float) -> jax.Array:
 def position_branch(x: jax.Array, *, beta: float, omega: float) -> tuple[jax.Array, jax.Array]:
     """(P_E, P_M), each (B, H, W, 1) float32: tanh of the channel-mean attention and the
     neighbour-focused threshold mask."""
-    attention = jnp.mean(x.astype(jnp.float32), axis=-1, keepdims=True)
+    attention = jnp.mean(widen(x), axis=-1, keepdims=True)
     threshold = beta * jnp.max(attention, axis=(1, 2), keepdims=True)
-    mask = (attention < threshold).astype(jnp.float32)
+    mask = (attention < threshold).astype(attention.dtype)
     return jnp.tanh(attention), neighbour_focus(mask, omega=omega)
 
 
@@ -101,7 +103,7 @@ def dfm(key: jax.Array | None, x: jax.Array, *, alpha: float = 0.85, beta: float
     c_me, p_me = fusion_maps(x, alpha=alpha, beta=beta, omega=omega, delta=delta, gamma=gamma)
     shape = (x.shape[0], 1, 1, 1) if per_sample else ()
     use_position = jax.random.uniform(key, shape) < tau
-    x32 = x.astype(jnp.float32)
+    x32 = widen(x)
     return (x32 + x32 * jnp.where(use_position, p_me, c_me)).astype(x.dtype)
 
 

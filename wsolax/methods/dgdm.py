@@ -53,6 +53,7 @@ import jax
 import jax.numpy as jnp
 
 from wsolax.methods.adl import GAMMA_BY_BACKBONE
+from wsolax.precision import widen
 
 # The paper follows ADL's settings, so its drop threshold per backbone is our delta_high.
 DELTA_HIGH_BY_BACKBONE = dict(GAMMA_BY_BACKBONE)
@@ -60,7 +61,7 @@ DELTA_HIGH_BY_BACKBONE = dict(GAMMA_BY_BACKBONE)
 
 def channel_attention(x: jax.Array) -> jax.Array:
     """|GAP(x)| per image and channel, float32, shape (B, C)."""
-    return jnp.abs(jnp.mean(x.astype(jnp.float32), axis=(1, 2)))
+    return jnp.abs(jnp.mean(widen(x), axis=(1, 2)))
 
 
 def cagd_mask(key: jax.Array, attention: jax.Array, *, alpha: float, beta: float) -> jax.Array:
@@ -86,7 +87,7 @@ def dropblock_mask(seeds: jax.Array, block_size: int | Sequence[int]) -> jax.Arr
     # A max over a window reaching k//2 back and (k-1)//2 forward puts seed i into outputs
     # i-(k-1)//2 .. i+k//2; padding with 0 (no seed) clips the blocks at the border.
     covered = jax.lax.reduce_window(
-        seeds.astype(jnp.float32), 0.0, jax.lax.max, (1, bh, bw), (1, 1, 1),
+        seeds.astype(jnp.float32), jnp.float32(0), jax.lax.max, (1, bh, bw), (1, 1, 1),
         ((0, 0), (bh // 2, (bh - 1) // 2), (bw // 2, (bw - 1) // 2)))
     return 1.0 - covered
 
@@ -107,7 +108,7 @@ def dgdm(key: jax.Array | None, x: jax.Array, *, drop_rate: float = 0.75, block_
     if not train:
         return x
     branch_key, channel_key = jax.random.split(key)
-    xf = x.astype(jnp.float32)
+    xf = widen(x)
     self_attention = jnp.mean(xf, axis=-1)  # (B, H, W)
     block = resolve_block_size(x.shape[1], x.shape[2], block_size, block_divisor)
     drop_mask = sagd_drop_mask(self_attention, delta_low=delta_low, delta_high=delta_high,

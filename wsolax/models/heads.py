@@ -11,6 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from wsolax.precision import widen
+
 
 class GAPLinearHead(nn.Module):
     """Global average pooling then a linear classifier; optional conv (VGG16-GAP adds 3x3 -> 1024)."""
@@ -32,7 +34,7 @@ class GAPLinearHead(nn.Module):
 def gap_classify(classifier: nn.Dense, x: jax.Array, cam_classes: jax.Array | None = None):
     """(logits, CAMs) of a linear `classifier` on global-average-pooled `x` (B, h, w, C).
 
-    CAMs of every class, or of `cam_classes` (B, n) per image; float32 outputs.
+    CAMs of every class, or of `cam_classes` (B, n) per image; float32 outputs (float64 in a float64 model).
     """
     logits = classifier(jnp.mean(x, axis=(1, 2)))
     kernel = classifier.variables["params"]["kernel"].astype(x.dtype)  # (C, K)
@@ -41,4 +43,4 @@ def gap_classify(classifier: nn.Dense, x: jax.Array, cam_classes: jax.Array | No
     else:
         weights = jnp.take(kernel, cam_classes, axis=1)  # (C, B, n)
         cams = jnp.einsum("bhwc,cbn->bhwn", x, weights) / x.shape[-1]
-    return logits.astype(jnp.float32), cams.astype(jnp.float32)
+    return widen(logits), widen(cams)

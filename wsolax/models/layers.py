@@ -13,6 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from wsolax.precision import widen
+
 
 def pad(p: int | tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
     """torch's symmetric conv/pool padding as a Flax padding spec."""
@@ -46,7 +48,7 @@ class BatchNorm(nn.Module):
         if self.use_running_average:
             mean, var = running_mean.value, running_var.value
         else:
-            x32 = x.astype(jnp.float32)
+            x32 = widen(x)
             axes = tuple(range(x.ndim - 1))
             mean = jnp.mean(x32, axis=axes)
             var = jnp.mean(jnp.square(x32 - mean), axis=axes)
@@ -56,7 +58,7 @@ class BatchNorm(nn.Module):
                 running_mean.value = (1 - m) * running_mean.value + m * mean
                 running_var.value = (1 - m) * running_var.value + m * var * (n / max(n - 1, 1))
         inv = jax.lax.rsqrt(var + self.epsilon) * scale
-        y = x.astype(jnp.float32) * inv + (bias - mean * inv)
+        y = widen(x) * inv + (bias - mean * inv)
         return y.astype(self.dtype)
 
 

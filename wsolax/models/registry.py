@@ -16,13 +16,13 @@ import functools
 import importlib
 from typing import Callable
 
-import jax.numpy as jnp
 import ml_collections
 
 from wsolax.models.heads import GAPLinearHead
 from wsolax.models.stages import Inserts
 from wsolax.models.tiny import TinyNet
 from wsolax.models.wsol_model import WSOLModel
+from wsolax.precision import compute_dtype
 
 HEADS: dict[str, Callable] = {}
 # name -> "module:attribute" of the Flax module class of an inserted layer.
@@ -121,7 +121,7 @@ def build_backbone(model_cfg: ml_collections.ConfigDict, inserts: Inserts, dtype
 
 def build_model(cfg: ml_collections.ConfigDict) -> WSOLModel:
     """Build the model a config describes."""
-    dtype = jnp.bfloat16 if cfg.model.dtype == "bfloat16" else jnp.float32
+    dtype = compute_dtype(cfg.model.dtype)
     inserts = build_inserts(cfg.model, dtype)
     backbone = build_backbone(cfg.model, inserts, dtype)
     head = _lookup(HEADS, cfg.model.head, "head")(cfg.model, cfg.data.num_classes, dtype)

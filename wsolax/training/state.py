@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from wsolax.precision import param_dtype
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -31,9 +33,13 @@ def init_key(seed: int) -> jax.Array:
 def init_state(model, tx: optax.GradientTransformation, key: jax.Array, image_shape) -> TrainState:
     variables = model.init({"params": key, "dropout": key}, jnp.zeros(image_shape, jnp.float32),
                            train=False)
-    params = variables["params"]
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params))
+    # A float64 model holds float64 parameters and statistics (modules create float32 ones).
+    dtype = param_dtype(getattr(model.backbone, "dtype", jnp.float32))
+    params, batch_stats = jax.tree.map(
+        lambda v: v.astype(dtype) if jnp.issubdtype(v.dtype, jnp.floating) else v,
+        (variables["params"], variables.get("batch_stats", {})))
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                      opt_state=tx.init(params))
 
 
 def model_variables(state: TrainState) -> dict:

@@ -22,20 +22,22 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from wsolax.precision import widen
+
 
 def caam(f_x: jax.Array, f_x_tilde: jax.Array, delta_x, delta_x_tilde):
     """(F^c_x, F^c_x~) for NHWC maps of the two views; the deltas are scalars."""
     dtype = f_x.dtype
     b, h, w, c = f_x.shape
-    fx = f_x.reshape(b, h * w, c).astype(jnp.float32)
-    fxt = f_x_tilde.reshape(b, h * w, c).astype(jnp.float32)
+    fx = widen(f_x.reshape(b, h * w, c))
+    fxt = widen(f_x_tilde.reshape(b, h * w, c))
     energy = jnp.einsum("bni,bnj->bij", fx, fxt)  # E[i, j] = <F_x[i], F_x~[j]>
     q_x = jax.nn.softmax(energy, axis=-1)
     q_x_tilde = jax.nn.softmax(jnp.swapaxes(energy, 1, 2), axis=-1)
     y_x = jnp.einsum("bki,bnk->bni", q_x, fxt)  # Y_x[i] = sum_k Q_x[k, i] F_x~[k]
     y_x_tilde = jnp.einsum("bki,bnk->bni", q_x_tilde, fx)
-    out_x = fx + jnp.asarray(delta_x, jnp.float32) * y_x
-    out_x_tilde = fxt + jnp.asarray(delta_x_tilde, jnp.float32) * y_x_tilde
+    out_x = fx + jnp.asarray(delta_x, fx.dtype) * y_x
+    out_x_tilde = fxt + jnp.asarray(delta_x_tilde, fx.dtype) * y_x_tilde
     return (out_x.reshape(b, h, w, c).astype(dtype),
             out_x_tilde.reshape(b, h, w, c).astype(dtype))
 
@@ -44,16 +46,16 @@ def ssam(f: jax.Array, query, key, value, alpha):
     """F^s = F + alpha R for an NHWC map; query/key/value are (kernel (C, C'), bias (C',)) pairs."""
     dtype = f.dtype
     b, h, w, c = f.shape
-    x = f.reshape(b, h * w, c).astype(jnp.float32)
+    x = widen(f.reshape(b, h * w, c))
 
     def project(params):
         kernel, bias = params
-        return x @ jnp.asarray(kernel, jnp.float32) + jnp.asarray(bias, jnp.float32)
+        return x @ jnp.asarray(kernel, x.dtype) + jnp.asarray(bias, x.dtype)
 
     m, l, p = project(query), project(key), project(value)
     k = jax.nn.softmax(jnp.einsum("bic,bjc->bij", m, l), axis=-1)  # K[i, j] = softmax_j <M_i, L_j>
     r = jnp.einsum("bij,bjc->bic", k, p)  # R[:, i] = sum_j P[:, j] K[i, j]
-    out = x + jnp.asarray(alpha, jnp.float32) * r
+    out = x + jnp.asarray(alpha, x.dtype) * r
     return out.reshape(b, h, w, c).astype(dtype)
 
 

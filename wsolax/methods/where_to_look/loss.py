@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from wsolax.methods.where_to_look.pair import complementary_pair
+from wsolax.precision import widen
 
 NORM_EPS = 1e-12  # a CAM of all zeros stays zero instead of dividing by zero
 
@@ -27,8 +28,8 @@ def l2_normalize(v: jax.Array) -> jax.Array:
 def fusion_loss(cams_x: jax.Array, cams_x_tilde: jax.Array) -> jax.Array:
     """Mean over the batch of the squared distance of the l2-normalised (B, h, w) CAMs."""
     b = cams_x.shape[0]
-    vx = l2_normalize(cams_x.reshape(b, -1).astype(jnp.float32))
-    vxt = l2_normalize(cams_x_tilde.reshape(b, -1).astype(jnp.float32))
+    vx = l2_normalize(widen(cams_x.reshape(b, -1)))
+    vxt = l2_normalize(widen(cams_x_tilde.reshape(b, -1)))
     return jnp.mean(jnp.sum(jnp.square(vx - vxt), axis=-1))
 
 
