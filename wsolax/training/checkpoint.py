@@ -1,12 +1,16 @@
 """Orbax checkpoints of the train state plus a JSON stamp describing the model that wrote them.
 
 The stamp lets resume and evaluation refuse a folder written by a different model with a clear
-message, before Orbax fails deep inside a shape mismatch.
+message naming the keys that differ, before Orbax fails deep inside a shape mismatch. A damaged
+checkpoint (a truncated file, say, after a crash or a full disk) is reported with its step and file,
+and the newest one that restores is used instead; nothing is ever deleted.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
 
 import jax
@@ -20,20 +24,77 @@ class CheckpointError(ValueError):
     """A checkpoint folder that cannot be used with this config."""
 
 
+# What defines the model and its training objective. model.init_from is only where a run started,
+# so it may differ; model.methods.<m> counts only for inserted methods, model.wtl only with the
+# Where to Look head.
+_DATA_KEYS = ("num_classes", "crop_size")
+_SKIPPED_MODEL_KEYS = {"init_from", "methods", "wtl"}
+
+
+def model_definition(cfg: ml_collections.ConfigDict) -> dict:
+    """Flat {"model.backbone": ..., "data.crop_size": ...} of everything that defines the model."""
+    model = json.loads(cfg.model.to_json_best_effort())
+    out = {f"model.{k}": v for k, v in model.items() if k not in _SKIPPED_MODEL_KEYS}
+    for method in sorted({m for _, m in model["inserts"]}):
+        for k, v in sorted(model["methods"].get(method, {}).items()):
+            out[f"model.methods.{method}.{k}"] = v
+    if model["head"] == "where_to_look":
+        out.update({f"model.wtl.{k}": v for k, v in model["wtl"].items()})
+    out.update({f"data.{k}": json.loads(json.dumps(cfg.data[k])) for k in _DATA_KEYS})
+    return out
+
+
 def model_stamp(cfg: ml_collections.ConfigDict, state: TrainState) -> dict:
-    """What must match for a checkpoint to be loadable: model config, class count, param shapes."""
+    """What must match for a checkpoint to be loadable: the model's definition and param shapes."""
     shapes = jax.tree_util.tree_map_with_path(lambda p, x: list(x.shape), state.params)
     flat = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(shapes)}
-    return {
-        "model": json.loads(cfg.model.to_json_best_effort()),
-        "num_classes": cfg.data.num_classes,
-        "param_shapes": flat,
-    }
+    return {"definition": model_definition(cfg), "num_classes": cfg.data.num_classes,
+            "param_shapes": flat}
 
 
-def _describe(stamp: dict) -> str:
-    m = stamp.get("model", {})
-    return f"backbone={m.get('backbone')!r}, width={m.get('width')}, classes={stamp.get('num_classes')}"
+def _stored_definition(stored: dict) -> dict:
+    if "definition" in stored:
+        return stored["definition"]
+    # Stamps of wsolax before the definition existed: the model section and the class count.
+    out = {f"model.{k}": v for k, v in stored.get("model", {}).items()
+           if k not in _SKIPPED_MODEL_KEYS}
+    out["data.num_classes"] = stored.get("num_classes")
+    return out
+
+
+def definition_differences(stored: dict, current: dict) -> list[str]:
+    """'key: checkpoint <old> vs config <new>' for every key both define differently."""
+    return [f"{k}: checkpoint {json.dumps(stored[k])} vs config {json.dumps(current[k])}"
+            for k in sorted(set(stored) & set(current)) if stored[k] != current[k]]
+
+
+_JSON_FILES = ("_CHECKPOINT_METADATA", "stamp/metadata", "state/_METADATA", "state/_sharding")
+
+
+def describe_damage(step_dir: Path, error: BaseException) -> str:
+    """Which file of a checkpoint that failed to restore is damaged, as well as it can be told."""
+    for name in _JSON_FILES + tuple(str(p.relative_to(step_dir)) for p in
+                                    sorted(step_dir.glob("state/array_metadatas/*"))):
+        path = step_dir / name
+        if not path.is_file():
+            if name in ("_CHECKPOINT_METADATA", "stamp/metadata", "state/_METADATA"):
+                return f"{path} is missing"
+            continue
+        try:
+            json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as e:
+            return f"{path} is not valid JSON ({e})"
+    chain, e = [], error
+    while e is not None and len(chain) < 10:  # the cause names the array, the outer error not
+        chain.append(" ".join(str(e).split()))
+        e = e.__cause__ or e.__context__
+    message = next((m for m in reversed(chain) if "Error reading" in m), chain[0])
+    size = re.search(r"value of size (\d+)", message)
+    if size:  # TensorStore names the array, not the file; a truncated file has that size
+        hits = [p for p in step_dir.rglob("*") if p.is_file() and p.stat().st_size == int(size[1])]
+        if len(hits) == 1:
+            return f"{hits[0]} is truncated ({size[1]} bytes): {message[:300]}"
+    return f"{step_dir}: {message[:300]}"
 
 
 class Checkpointer:
@@ -41,6 +102,7 @@ class Checkpointer:
         self.directory = Path(directory).absolute()
         self.manager = ocp.CheckpointManager(
             self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+        self.damaged: list[int] = []  # steps found damaged by the last restore
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -58,22 +120,58 @@ class Checkpointer:
     def check_compatible(self, stamp: dict, step: int | None = None) -> None:
         step = self.latest_step() if step is None else step
         stored = self.manager.restore(step, args=ocp.args.Composite(stamp=ocp.args.JsonRestore())).stamp
-        if stored["param_shapes"] != stamp["param_shapes"] or stored["num_classes"] != stamp["num_classes"]:
+        differences = definition_differences(_stored_definition(stored), stamp["definition"])
+        if not differences and stored["param_shapes"] != stamp["param_shapes"]:
+            differences = ["parameter shapes differ (a model change the config does not show)"]
+        if differences:
             raise CheckpointError(
-                f"checkpoint folder {self.directory} was written by a different model "
-                f"({_describe(stored)}) than this config describes ({_describe(stamp)}); "
-                f"use another workdir or the config that wrote it")
+                f"checkpoint folder {self.directory} was written by a different model than this "
+                f"config describes:\n  " + "\n  ".join(differences)
+                + "\nuse another workdir or the config that wrote it")
 
     def restore(self, target: TrainState, stamp: dict, step: int | None = None) -> TrainState:
-        """Restore into the structure/shardings of `target` after checking the stamp."""
-        step = self.latest_step() if step is None else step
-        if step is None:
+        """Restore into the structure/shardings of `target` after checking the stamp.
+
+        Without `step`: the newest checkpoint that restores; each damaged newer one is reported on
+        stderr (step and file) and listed in `self.damaged`, and left where it is.
+        """
+        steps = sorted(self.manager.all_steps(), reverse=True) if step is None else [step]
+        if not steps:
             raise CheckpointError(f"no checkpoint in {self.directory}")
-        self.check_compatible(stamp, step)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract)))
-        return restored.state
+        self.damaged, problems = [], []
+        for s in steps:
+            try:
+                self.check_compatible(stamp, s)
+                restored = self.manager.restore(s, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract)))
+            except CheckpointError:
+                raise
+            except Exception as e:  # noqa: BLE001 - Orbax/TensorStore raise many kinds
+                problem = describe_damage(self.directory / str(s), e)
+                problems.append(f"step {s}: {problem}")
+                self.damaged.append(s)
+                print(f"warning: checkpoint step {s} does not restore: {problem}; trying an older "
+                      f"one (nothing is deleted)", file=sys.stderr)
+                continue
+            return restored.state
+        raise CheckpointError(f"no checkpoint in {self.directory} restores:\n  "
+                              + "\n  ".join(problems))
+
+    def set_aside(self, steps: list[int]) -> list[Path]:
+        """Rename damaged step folders to `<step>.damaged` (kept, not deleted) so that a resumed
+        run can write those steps again."""
+        moved = []
+        for s in steps:
+            source = self.directory / str(s)
+            target = self.directory / f"{s}.damaged"
+            n = 1
+            while target.exists():
+                target, n = self.directory / f"{s}.damaged{n}", n + 1
+            source.rename(target)
+            moved.append(target)
+        self.manager.reload()
+        return moved
 
     def close(self) -> None:
         self.manager.close()

@@ -85,6 +85,11 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path | None = None, res
                 f"{workdir} already holds checkpoints (latest step {ckpt.latest_step()}); pass "
                 f"--resume to continue from it, or choose another workdir (nothing was overwritten)")
         state = ckpt.restore(state, stamp)
+        newer = [s for s in ckpt.damaged if s > int(jax.device_get(state.step))]
+        if newer and jax.process_index() == 0:
+            for path in ckpt.set_aside(newer):
+                print(f"kept the damaged checkpoint as {path}; training continues from step "
+                      f"{int(jax.device_get(state.step))}")
     elif cfg.model.init_from:
         state = start_from_converted(cfg, state, tx, mesh)
     save_config(cfg, workdir)
@@ -98,7 +103,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path | None = None, res
         train_split, batch_size=cfg.train.batch_size, resize_size=cfg.data.resize_size,
         crop_size=cfg.data.crop_size, seed=cfg.seed, mean=cfg.data.mean, std=cfg.data.std,
         max_boxes=cfg.data.max_boxes, cache_images=cfg.data.cache_images)
-    writer = MetricWriter(workdir)
+    # Only process 0 writes; rows past the step training starts from (logged after the last
+    # checkpoint that finalised, by a run that was killed) are dropped: every step appears once.
+    writer = MetricWriter(workdir, resume_step=start, enabled=jax.process_index() == 0)
     bar = tqdm(total=end, initial=start, desc="train", unit="step", dynamic_ncols=True,
                disable=not cfg.train.progress_bar)
     val_every = int(cfg.train.val_every_epochs * steps_per_epoch)
