@@ -206,6 +206,29 @@ def test_image_size_mismatch(tmp_path):
     assert "img/val/v1.jpg: decoded size 20x16 differs from image_sizes.txt's 20x18" in message
 
 
+def test_a_wrong_size_that_puts_the_box_outside_is_reported_as_the_size_mismatch(tmp_path):
+    # v1's box (1,1,6,6) lies outside a listed 17x4 image; the file is 20x16: the size is wrong.
+    root = write_dataset(tmp_path)
+    _replace_line(root / "meta/val/image_sizes.txt", 2, "img/val/v1.jpg,17,4")
+    report = _report(root)["val"]
+    assert "box outside image" not in report.problems
+    (message,) = report.problems["size mismatch"]
+    assert message.startswith("img/val/v1.jpg: image_sizes.txt says 17x4 but the file is 20x16")
+    # A box that is really outside its correctly listed image stays what it is.
+    _replace_line(root / "meta/val/image_sizes.txt", 2, "img/val/v1.jpg,20,16")
+    _replace_line(root / "meta/val/localization.txt", 2, "img/val/v1.jpg,1,1,26,6")
+    assert "box outside image" in _report(root)["val"].problems
+
+
+def test_a_duplicated_id_leaves_the_other_images_usable(tmp_path):
+    root = write_dataset(tmp_path)
+    _write(root / "meta/val/image_ids.txt", ["img/val/v0.jpg", "img/val/v1.jpg", "img/val/v2.jpg",
+                                             "img/val/v1.jpg"])
+    report = _report(root)["val"]
+    assert report.images == 3 and len(report.problems["duplicate id"]) == 1
+    assert "split 'val': 3 images (those without a problem)" in format_reports([report])
+
+
 def test_more_boxes_than_max_boxes(tmp_path):
     root = write_dataset(tmp_path)
     (message,) = _report(root, "--config.data.max_boxes=1")["train"].problems[

@@ -158,15 +158,16 @@ def _check_known(path: Path, lineno: int, image_id: str, known: dict) -> None:
             f"{IMAGE_IDS_FILE}")
 
 
-def _read_image_ids(path: Path) -> list[str]:
+def _read_image_ids(path: Path, problems: list[str] | None = None) -> list[str]:
     first_line: dict[str, int] = {}
     for lineno, line in _read_lines(path):
         image_id = line.strip()
-        if image_id in first_line:
-            raise DatasetError(
-                f"{_where(path, lineno, image_id)}: duplicate id (first on line "
-                f"{first_line[image_id]})")
-        first_line[image_id] = lineno
+        with _collect(problems):  # collecting: the repeat is reported, the first line kept
+            if image_id in first_line:
+                raise DatasetError(
+                    f"{_where(path, lineno, image_id)}: duplicate id (first on line "
+                    f"{first_line[image_id]})")
+            first_line[image_id] = lineno
     if not first_line:
         raise DatasetError(f"{path}: empty split (no image ids)")
     return list(first_line)
@@ -317,7 +318,7 @@ def load_split(
         raise DatasetError(f"metadata folder for split {split!r} not found: {folder}")
     image_root = Path(image_root)
 
-    image_ids = _read_image_ids(folder / IMAGE_IDS_FILE)
+    image_ids = _read_image_ids(folder / IMAGE_IDS_FILE, problems)
     known = dict.fromkeys(image_ids)
     failed: set[str] = set()  # ids named by a line that failed a check (collecting mode)
 

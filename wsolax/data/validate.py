@@ -11,9 +11,11 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import re
+from pathlib import Path
 
 import ml_collections
 import numpy as np
+from PIL import Image
 
 from wsolax.data import metadata as md
 from wsolax.data.image_io import decode_grey
@@ -77,6 +79,33 @@ def _check_masks(meta: md.SplitMetadata, num_threads: int) -> list[str]:
         return [m for messages in pool.map(one, list(meta.masks)) for m in messages]
 
 
+_BOX_OUTSIDE = re.compile(r"\(id '(?P<id>.+)'\): box .* lies outside the (?P<w>\d+)x(?P<h>\d+) image$")
+
+
+def _header_size(path) -> tuple[int, int] | None:
+    """(w, h) from the image file's header (no decoding), or None if it cannot be read."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, ValueError):
+        return None
+
+
+def _size_mismatch_instead(message: str, image_root) -> tuple[str, str] | None:
+    """A box 'outside the image' whose file has another size than image_sizes.txt says: the size
+    is what is wrong (or both are), so that is reported."""
+    match = _BOX_OUTSIDE.search(message)
+    if not match:
+        return None
+    listed = (int(match["w"]), int(match["h"]))
+    actual = _header_size(Path(image_root) / match["id"])
+    if actual is None or actual == listed:
+        return None
+    return (f"{match['id']}: image_sizes.txt says {listed[0]}x{listed[1]} but the file is "
+            f"{actual[0]}x{actual[1]} (its box was checked against the listed size: {message})",
+            "size mismatch")
+
+
 def validate_split(data_cfg: ml_collections.ConfigDict, split: str, metadata_root, image_root,
                    decode: bool = False) -> tuple[SplitReport, md.SplitMetadata | None]:
     report = SplitReport(split, num_classes=data_cfg.num_classes)
@@ -88,7 +117,7 @@ def validate_split(data_cfg: ml_collections.ConfigDict, split: str, metadata_roo
         collected.append(str(e))
         meta = None
     for message in collected:
-        report.add(message)
+        report.add(*(_size_mismatch_instead(message, image_root) or (message,)))
     if meta is None:
         return report, None
 
