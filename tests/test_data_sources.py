@@ -44,7 +44,8 @@ def _replace_line(path: Path, lineno: int, text: str) -> None:
 # Class 1 images are 80x60, class 2 images 64x48; images 3 and 6 are the official test images.
 CUB_IMAGES = ["001.A/a1.jpg", "001.A/a2.jpg", "001.A/a3.jpg",
               "002.B/b1.jpg", "002.B/b2.jpg", "002.B/b3.jpg"]
-CUB_BOXES = ["1 1.0 2.0 3.0 4.0", "2 5.0 5.0 10.0 10.0", "3 10.0 20.0 30.0 40.0",
+# Image 3: 10.3 + 29.6 is 39.900000000000006 in binary floating point; the source means 39.9.
+CUB_BOXES = ["1 1.0 2.0 3.0 4.0", "2 5.0 5.0 10.0 10.0", "3 10.3 20.0 29.6 40.0",
              "4 0.0 0.0 64.0 48.0", "5 1.0 1.0 2.0 2.0", "6 0.5 1.5 63.5 46.5"]
 
 
@@ -77,7 +78,8 @@ def test_cub_converts_with_val_drawn_from_train(tmp_path):
     assert _lines(test / "class_labels.txt") == ["001.A/a3.jpg,0", "002.B/b3.jpg,1"]
     assert _lines(test / "image_sizes.txt") == ["001.A/a3.jpg,80,60", "002.B/b3.jpg,64,48"]
     # x0=x, y0=y, x1=x+w, y1=y+h
-    assert _lines(test / "localization.txt") == ["001.A/a3.jpg,10,20,40,60",
+    assert 10.3 + 29.6 != 39.9  # why the converter adds in decimal
+    assert _lines(test / "localization.txt") == ["001.A/a3.jpg,10.3,20,39.9,60",
                                                  "002.B/b3.jpg,0.5,1.5,64,48"]
     assert not (test / "masks.txt").exists()
 
@@ -92,6 +94,7 @@ def test_cub_converts_with_val_drawn_from_train(tmp_path):
 
     info = json.loads((out / "prepare.json").read_text())
     assert info["dataset"] == "cub" and info["splits"] == {"train": 2, "val": 2, "test": 2}
+    assert info["num_classes"] == 2  # the classes found in this 2-class tree, not CUB's 200
     assert any("drawn from the official train set" in n for n in info["notes"])
 
     meta = load_split(out, cub / "images", "test", num_classes=200)
@@ -190,6 +193,7 @@ def test_prepare_cli_writes_and_refuses_to_overwrite(tmp_path, capsys):
     assert f"--config.data.image_root={(cub / 'images').resolve()}" in printed
     assert "python train.py --config configs/cub_adl_resnet50.py" in printed
     assert "python -m wsolax.validate" in printed
+    assert "--config.data.num_classes=2" in printed  # a 2-class tree: the config says 200
     assert prepare_main(args) == 2
     assert "already holds metadata" in capsys.readouterr().err
     assert prepare_main(args + ["--force"]) == 0

@@ -151,5 +151,6 @@ def convert_cars(root: str | os.PathLike, *, val_per_class: int = 5, val_from=No
         splits["train"] = splits["train"].without(drawn)
         notes.append(f"val: {val_per_class} image(s) per class drawn from the official train set "
                      f"(seed {seed}) and removed from train (Stanford Cars has no val split)")
-    return Prepared("cars", root, NUM_CLASSES, {k: splits[k] for k in ("train", "val", "test")},
+    found = max(label for split in splits.values() for label in split.labels.values()) + 1
+    return Prepared("cars", root, found, {k: splits[k] for k in ("train", "val", "test")},
                     notes)

@@ -22,6 +22,7 @@ threshold would then be chosen on test images.
 
 from __future__ import annotations
 
+import decimal
 import os
 from pathlib import Path
 
@@ -125,14 +126,18 @@ def convert_cub(root: str | os.PathLike, *, val_per_class: int = 5, val_from=Non
         (train if flag == "1" else test).append(rel)
         where, values = raw_boxes[key]
         try:
-            x, y, w, h = (float(v) for v in values)
-        except ValueError:
+            x, y, w, h = (decimal.Decimal(v) for v in values)
+            if not all(v.is_finite() for v in (x, y, w, h)):
+                raise ValueError
+        except (ValueError, decimal.InvalidOperation):
             problems.add(where, f"box values must be numbers, got {' '.join(values)!r}")
             continue
         if w < 0 or h < 0:
             problems.add(where, f"negative box width or height (w={w:g}, h={h:g})")
             continue
-        boxes[rel] = (where, (x, y, x + w, y + h))
+        # x + w in decimal: the float nearest the source's sum prints as the source's digits
+        # (258.1, not 258.09999999999997 as 60.0 + 198.1 gives in binary).
+        boxes[rel] = (where, tuple(float(v) for v in (x, y, x + w, y + h)))
     for name, members in (("train", train), ("test", test)):
         if not members and ids:
             problems.add(str(root / "train_test_split.txt"), f"no image is marked {name}")
@@ -185,5 +190,7 @@ def convert_cub(root: str | os.PathLike, *, val_per_class: int = 5, val_from=Non
             f"val: {val_per_class} image(s) per class drawn from the official train set (seed "
             f"{seed}) and removed from train. The CVPR'20 benchmark's val is CUBV2 (separately "
             f"collected images); pass --val-from <its metadata> to use it.")
-    return Prepared("cub", image_root, NUM_CLASSES, {k: splits[k] for k in ("train", "val", "test")},
+    # The class count found (a subset tree has fewer than 200), as the other converters do.
+    found = max(labels.values()) + 1
+    return Prepared("cub", image_root, found, {k: splits[k] for k in ("train", "val", "test")},
                     notes)
