@@ -64,6 +64,11 @@ def base_config() -> ml_collections.ConfigDict:
     # What that check does with an image that does not decode or whose size disagrees with
     # image_sizes.txt: 'fail' stops the run naming it; 'skip' drops it from the split (with a count).
     c.data.bad_images = "fail"
+    # Before the first step the metadata of every split the run will evaluate on is checked too;
+    # their images are also decoded when the split is small ('auto': at most 20,000 images, as
+    # CUB, OpenImages30k and the embedded set), always ('all') or never ('none'; ILSVRC's 50,000
+    # are decoded under 'auto' only by `python -m wsolax.validate --decode`).
+    c.data.verify_eval_images = "auto"
     # Keep decoded training images in memory (small datasets: takes decoding out of the loop).
     c.data.cache_images = False
     # Generator knobs for the embedded dataset (see wsolax.data.synthetic.SyntheticSpec); only the
@@ -302,6 +307,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     _require(d.max_boxes >= 1, "data.max_boxes", "must be >= 1")
     _require(d.bad_images in ("fail", "skip"), "data.bad_images",
              f"must be 'fail' or 'skip', got {d.bad_images!r}")
+    _require(d.verify_eval_images in ("auto", "all", "none"), "data.verify_eval_images",
+             f"must be 'auto', 'all' or 'none', got {d.verify_eval_images!r}")
     check_synthetic(d.synthetic)
     _require(m.dtype in ("float32", "bfloat16", "float64"), "model.dtype",
              "must be 'float32', 'bfloat16' or 'float64' (float64 needs JAX_ENABLE_X64=1)")

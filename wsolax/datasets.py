@@ -52,3 +52,28 @@ def load_split(data_cfg: ml_collections.ConfigDict, split: str, check_files: boo
             raise md.DatasetError(f"{len(problems)} bad image(s) in split '{split}':\n  {shown}{more}"
                                   "\n(data.bad_images='skip' drops them instead)")
     return meta
+
+
+AUTO_DECODE_LIMIT = 20_000  # data.verify_eval_images='auto' decodes splits up to this size
+
+
+def evaluation_splits(cfg: ml_collections.ConfigDict) -> list[str]:
+    """The splits a training run will evaluate on: validation during training, the threshold
+    split and the reported splits after it."""
+    splits = []
+    if cfg.train.val_every_epochs:
+        splits.append(cfg.data.val_split)
+    if cfg.eval.after_training:
+        splits += [cfg.eval.threshold_split, *cfg.eval.splits]
+    return list(dict.fromkeys(s for s in splits if s != cfg.data.train_split))
+
+
+def check_evaluation_splits(cfg: ml_collections.ConfigDict, splits=None) -> None:
+    """Before training: every evaluation split's metadata (and files) checked, and its images
+    decoded as data.verify_eval_images says, so a broken val or test set stops the run now, not
+    after hours of training."""
+    mode = cfg.data.get("verify_eval_images", "auto")
+    for split in evaluation_splits(cfg) if splits is None else splits:
+        meta = load_split(cfg.data, split)
+        if mode == "all" or (mode == "auto" and len(meta) <= AUTO_DECODE_LIMIT):
+            load_split(cfg.data, split, verify_images=True)

@@ -74,6 +74,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path | None = None, res
     sharding.check_batch_size(cfg.train.batch_size, mesh, "train.batch_size")
     train_split = datasets.load_split(cfg.data, cfg.data.train_split,
                                       verify_images=cfg.data.verify_images)
+    datasets.check_evaluation_splits(cfg)
 
     model, tx, schedule, state, steps_per_epoch, total_steps = build_training(
         cfg, len(train_split.image_ids), mesh)
