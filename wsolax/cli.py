@@ -16,13 +16,13 @@ def _parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     overrides = [a for a in argv if a.startswith("--config.")]
     rest = [a for a in argv if not a.startswith("--config.")]
     return rest, overrides
 
 
-def _guarded(run) -> int:
+def guarded(run) -> int:
     """Run `run()`; user-facing errors (config, data, checkpoint) become one line and exit code 2."""
     from wsolax.data.metadata import DatasetError
     from wsolax.training.checkpoint import CheckpointError
@@ -36,7 +36,7 @@ def _guarded(run) -> int:
 
 
 def train_main(argv: list[str]) -> int:
-    rest, overrides = _split_overrides(argv)
+    rest, overrides = split_overrides(argv)
     p = _parser("Train a WSOL model, checkpoint it, then evaluate it.")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
@@ -56,17 +56,19 @@ def train_main(argv: list[str]) -> int:
         from wsolax.evaluation.run import evaluate, print_summary
         from wsolax.training.loop import train
         workdir = Path(args.workdir or cfg.workdir)
+        if args.no_eval:  # nothing is evaluated after training, so its splits are not checked
+            cfg.eval.after_training = False
         result = train(cfg, workdir, resume=args.resume)
         print(f"trained {result.steps_done} steps ({result.total_steps} in the schedule); "
               f"checkpoints in {workdir / 'checkpoints'}")
         if cfg.eval.after_training and not args.no_eval:
             print_summary(evaluate(cfg, workdir))
 
-    return _guarded(run)
+    return guarded(run)
 
 
 def eval_main(argv: list[str]) -> int:
-    rest, overrides = _split_overrides(argv)
+    rest, overrides = split_overrides(argv)
     p = _parser("Evaluate a trained WSOL checkpoint (MaxBoxAcc, MaxBoxAccV2, PxAP, Top-1/GT-known Loc).")
     p.add_argument("--split", action="append", default=None,
                    help="split(s) to evaluate (default: config.eval.splits)")
@@ -77,11 +79,11 @@ def eval_main(argv: list[str]) -> int:
         from wsolax.evaluation.run import evaluate, print_summary
         print_summary(evaluate(cfg, Path(args.workdir or cfg.workdir), splits=args.split))
 
-    return _guarded(run)
+    return guarded(run)
 
 
 def convert_main(argv: list[str]) -> int:
-    rest, overrides = _split_overrides(argv)
+    rest, overrides = split_overrides(argv)
     p = argparse.ArgumentParser(description="Convert ImageNet weights (.pth weights-only, "
                                 ".safetensors) for a config's backbone.", allow_abbrev=False)
     p.add_argument("--config", required=True, help="configs/<name>.py[:arg]")
@@ -102,11 +104,11 @@ def convert_main(argv: list[str]) -> int:
         print(report.summary())
         print(f"saved {path}; train with --config.model.init_from={path}")
 
-    return _guarded(run)
+    return guarded(run)
 
 
 def export_main(argv: list[str]) -> int:
-    rest, overrides = _split_overrides(argv)
+    rest, overrides = split_overrides(argv)
     p = _parser("Save a trained run's weights for another run's --config.model.init_from.")
     p.add_argument("--out", required=True, help="output .safetensors")
     p.add_argument("--only", default="all", choices=("all", "backbone"),
@@ -119,4 +121,4 @@ def export_main(argv: list[str]) -> int:
         path = export_checkpoint(cfg, Path(args.workdir or cfg.workdir), args.out, part=args.only)
         print(f"saved {path}; train with --config.model.init_from={path}")
 
-    return _guarded(run)
+    return guarded(run)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from wsolax.cli import _split_overrides
+from wsolax.cli import split_overrides
 from wsolax.config import ConfigError, load_config
 from wsolax.data.errors import DatasetError
 
 
 def main(argv: list[str] | None = None) -> int:
-    rest, overrides = _split_overrides(sys.argv[1:] if argv is None else argv)
+    rest, overrides = split_overrides(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="python -m wsolax.validate", allow_abbrev=False,
                                 description="Check a config's dataset before training.")
     p.add_argument("--config", required=True, help="configs/<name>.py[:arg]")
