@@ -1,13 +1,18 @@
 """Train and evaluate several WSOL methods x seeds on the embedded dataset; one comparison table.
 
     python benchmarks/compare_methods.py [--methods cam adl dgdm dfm] [--seeds 0 1 2]
-        [--out runs/compare] [--finetune-from runs/compare] [--config.key=value ...]
+        [--out runs/compare] [--variant finegrained[,scratch]] [--finetune-from runs/compare]
+        [--config.key=value ...]
 
 Each (method, seed) runs `train.py --config configs/synthetic_<method>.py --config.seed=<seed>` in a
 subprocess into <out>/<method>/seed<seed> (finished runs are reused, so the script can be resumed),
 all on one shared copy of the generated dataset. Writes <out>/results.json, <out>/table.md (mean
 +- sample std over seeds of the full protocol on the test split, CAM threshold chosen on val) and
 <out>/overlays.png: the same test images, one column per method (seed 0).
+
+--variant V: the configs' variant, e.g. `finegrained` (the embedded benchmark: the fine-grained set,
+fine-tuned from the backbone pretrained on whole objects; configs/_benchmark.py) or
+`finegrained,scratch` (the same set, no pretraining).
 
 --finetune-from DIR: instead of from scratch, every method of seed s starts from the backbone of
 DIR/cam/seed<s> (exported with `python -m wsolax.export --only backbone`) with new heads, using the
@@ -36,7 +41,8 @@ COLUMNS = (("top1_cls", "Top-1 Cls"), ("gt_known_loc@val_tau", "GT-known Loc"),
 # Diagnostics from benchmarks/synthetic_cam_coverage.py (CAM of the GT class at half its max).
 DIAGNOSTICS = (("cam_peak_on_part_%", "CAM peak on part"),
                ("object_pixels_covered_%", "object covered @ 0.5 max"),
-               ("mask_precision@val_tau", "pixels on object @ τ"))
+               ("mask_precision@val_tau", "pixels on object @ τ"),
+               ("top1_part_painted_out_%", "Top-1, part painted out"))
 NAMES = {"cam": "CAM", "adl": "ADL", "dgdm": "DGDM", "dfm": "DFM", "wtl": "Where to Look"}
 
 
@@ -130,9 +136,12 @@ def main() -> None:
     p.add_argument("--out", default="runs/compare")
     p.add_argument("--data-root", default=None, help="shared dataset folder (default <out>/data)")
     p.add_argument("--overlay-rows", type=int, default=6)
+    p.add_argument("--variant", default="", help="config variant of every run (e.g. finegrained)")
     p.add_argument("--finetune-from", default=None,
                    help="a from-scratch comparison folder whose cam/seed<s> backbones to start from")
     args, overrides = p.parse_known_args()
+    if args.variant and args.finetune_from:
+        p.error("--variant and --finetune-from exclude each other")
     bad = [o for o in overrides if not o.startswith("--config.")]
     if bad:
         p.error(f"unrecognized arguments: {' '.join(bad)}")
@@ -144,7 +153,7 @@ def main() -> None:
     for method in args.methods:
         results[method] = []
         for seed in args.seeds:
-            extra, variant = [], ""
+            extra, variant = [], args.variant
             if pretrained:
                 variant = "finetune"
                 init = export_backbone(pretrained, seed, out, data_root)
@@ -158,7 +167,7 @@ def main() -> None:
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
     (out / "table.md").write_text(md + "\n")
     (out / "results.json").write_text(json.dumps(
-        {"machine": machine, "seeds": args.seeds, "overrides": overrides,
+        {"machine": machine, "seeds": args.seeds, "overrides": overrides, "variant": args.variant,
          "finetune_from": args.finetune_from, "runs": results},
         indent=2))
     print(md)

@@ -6,6 +6,9 @@ cores (see benchmarks/bench_default_run.py). `--config configs/synthetic_cam.py:
 seconds-long smoke variant.
 
 Variants (comma-separated; the method configs built on this one accept them too):
+  finegrained  the embedded *benchmark* instead (configs/_benchmark.py): the fine-grained 96 px set,
+             fine-tuned from the backbone pretrained on whole objects with the papers' protocol
+  scratch    with finegrained: the same without the pretrained backbone
   runlocal   seconds-long smoke run
   finetune   start the backbone from a CAM run's weights instead of from scratch, with new heads,
              the way the papers fine-tune ImageNet networks: 5 epochs, backbone lr 0.005, new
@@ -16,10 +19,12 @@ Variants (comma-separated; the method configs built on this one accept them too)
                    --out runs/synthetic_cam/backbone.safetensors
 """
 
+import _benchmark
+
 from wsolax.config import base_config
 
 
-BASE_TOKENS = ("runlocal", "finetune")
+BASE_TOKENS = ("runlocal", "finetune", "finegrained", "scratch")
 
 
 def parse_variant(variant: str | None, known=BASE_TOKENS) -> dict[str, str]:
@@ -85,8 +90,14 @@ def get_config(variant: str | None = None):
         c.train.epochs = 5
         c.optim.lr = 0.005
         c.optim.new_layer_lr_mult = 10.0  # the heads learn at the from-scratch rate
+    if "scratch" in opts and "finegrained" not in opts:
+        raise ValueError("variant 'scratch' goes with 'finegrained'")
+    if "finegrained" in opts:
+        if "finetune" in opts:
+            raise ValueError("variants 'finegrained' and 'finetune' exclude each other")
+        _benchmark.apply(c, scratch="scratch" in opts)
     if "runlocal" in opts:
-        c.data.root = "data/synthetic_runlocal"
+        c.data.root = "data/synthetic_runlocal" + ("_finegrained" if "finegrained" in opts else "")
         c.data.synthetic.num_train = 128
         c.data.synthetic.num_val = 32
         c.data.synthetic.num_test = 32

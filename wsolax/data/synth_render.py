@@ -134,7 +134,7 @@ class _Painter:
         hue = (cls + 0.5 + self.spec.body_hue_jitter * rng.uniform(-1, 1)) / k
         colour = _rgb(hue, rng.uniform(0.35, 0.5), rng.uniform(0.6, 0.8))
         angle = 0.5 * math.pi * cls / k + rng.normal(0, 0.05)
-        period = max(2.5, (3.0 + 1.5 * (cls % 3)) * self.side / 64)
+        period = max(2.5, (3.0 + 1.5 * (cls % 3)) * self.side / 64 * self.spec.stripe_scale)
         offset = rng.uniform(0, 2 * math.pi)
         yy, xx = _pixel_grid(*self.hw)
         freq = 2 * math.pi / period
@@ -192,8 +192,14 @@ def _sample_object(p: _Painter):
     return (cx, cy, a, b, angle), (part_xy, r), part_on_left
 
 
-def render_example(spec: SyntheticSpec, split: str, index: int, label: int) -> SyntheticExample:
-    """Draws image `index` of `split`, whose class is `label`."""
+def render_example(spec: SyntheticSpec, split: str, index: int, label: int, *,
+                   paint_out_part: bool = False) -> SyntheticExample:
+    """Draws image `index` of `split`, whose class is `label`.
+
+    `paint_out_part=True` draws the same image with the part left out: its pixels keep the body's
+    texture (every random draw is the same, so nothing else changes). The diagnostic of what a
+    model learned beyond the part: its accuracy on such images.
+    """
     rng = np.random.default_rng([spec.seed, SPLITS.index(split), _EXAMPLE_STREAM, index])
     p = _Painter(spec, rng)
     k = spec.num_classes
@@ -228,7 +234,9 @@ def render_example(spec: SyntheticSpec, split: str, index: int, label: int) -> S
     body_class = label if rng.random() < spec.body_cue_strength else int(rng.integers(k))
     part_class = label if rng.random() < spec.part_cue_strength else int(rng.integers(k))
     p.paint_texture(image, body, body_class)
-    image[part_mask] = p.part_colour(part_class)
+    part_colour = p.part_colour(part_class)  # drawn either way: the noise below stays the same
+    if not paint_out_part:
+        image[part_mask] = part_colour
     # Uniform noise scaled to std pixel_noise: 3x cheaper than Gaussian.
     noise = rng.random(image.shape, dtype=np.float32) - np.float32(0.5)
     image += np.float32(spec.pixel_noise * math.sqrt(12.0)) * noise

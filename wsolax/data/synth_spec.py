@@ -5,6 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 SPLITS = ("train", "val", "test")
+# "part_body": the WSOL set (synth_render.py); "whole_objects": the pretraining set of whole
+# objects without a telling part (synth_objects.py), which uses the geometry-free knobs (sizes,
+# counts, seed, scale_range, clutter, background, noise) and ignores the part and body ones.
+KINDS = ("part_body", "whole_objects")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,6 +20,7 @@ class SyntheticSpec:
     spec keeps its look when `image_size` changes.
     """
 
+    kind: str = "part_body"
     image_size: int | tuple[int, int] = 64  # int, or (height, width)
     num_classes: int = 10
     num_train: int = 5000
@@ -43,6 +48,7 @@ class SyntheticSpec:
     body_cue_strength: float = 0.5
     body_hue_jitter: float = 0.3  # in units of the class hue spacing
     stripe_contrast: float = 0.25
+    stripe_scale: float = 1.0  # multiplies the class stripe periods (3, 4.5, 6 px at 64 px)
 
     # Label-independent clutter, kept off the object: shapes wearing random
     # classes' body textures, and optional free-floating part-like discs of
@@ -56,6 +62,7 @@ class SyntheticSpec:
     pixel_noise: float = 6.0  # std of additive grey-level noise
 
     def __post_init__(self):
+        _check(self.kind in KINDS, f"kind must be one of {KINDS}, got {self.kind!r}")
         _check(self.num_classes >= 2, "num_classes must be >= 2")
         for name in ("num_train", "num_val", "num_test"):
             _check(getattr(self, name) >= 0, f"{name} must be >= 0")
@@ -73,6 +80,7 @@ class SyntheticSpec:
             _check(0.0 <= getattr(self, name) <= 1.0, f"{name} must be in [0, 1]")
         # Beyond ~80 degrees "left"/"right" of the part would lose its meaning.
         _check(0 <= self.max_rotation_deg <= 80, "max_rotation_deg must be in [0, 80]")
+        _check(self.stripe_scale > 0, "stripe_scale must be > 0")
         _check(self.background_cells >= 1, "background_cells must be >= 1")
         _check(self.pixel_noise >= 0, "pixel_noise must be >= 0")
 

@@ -43,6 +43,7 @@ import numpy as np
 from wsolax.data.errors import DatasetError
 from wsolax.data.metadata import SplitMetadata, load_split
 from wsolax.data.preview import save_preview_grid
+from wsolax.data.synth_objects import render_whole_object
 from wsolax.data.synth_render import render_example, split_labels
 from wsolax.data.synth_spec import SPLITS, SyntheticSpec
 
@@ -55,6 +56,7 @@ STAMP_FILE = "spec.json"
 PART_MASKS_FILE = "part_masks.npy"
 _GENERATOR_NAME = "wsolax.data.synthetic"
 _CHUNK = 250  # images per worker task
+RENDERERS = {"part_body": render_example, "whole_objects": render_whole_object}
 
 
 def _stamp(spec: SyntheticSpec) -> dict:
@@ -94,7 +96,7 @@ def _render_chunk(out: str, spec: SyntheticSpec, split: str, indices, labels) ->
     out = Path(out)
     rows = []
     for index, label in zip(indices, labels):
-        ex = render_example(spec, split, index, int(label))
+        ex = RENDERERS[spec.kind](spec, split, index, int(label))
         name = _file_name(index)
         _write_png(out / "images" / split / name, ex.image)
         _write_png(out / "masks" / split / name, ex.mask.astype(np.uint8) * 255)
