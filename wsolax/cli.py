@@ -41,9 +41,19 @@ def train_main(argv: list[str]) -> int:
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
     p.add_argument("--multihost", action="store_true",
-                   help="call jax.distributed.initialize() first (one process per host; the "
-                        "cluster is auto-detected on Cloud TPU, SLURM, ...); evaluation is "
+                   help="start a multi-process run first (one process per host, or several on "
+                        "one machine): the cluster is auto-detected on Cloud TPU, SLURM, Open MPI, "
+                        "Kubernetes; elsewhere give the three flags below. Evaluation is "
                         "single-host, so combine with --no-eval")
+    p.add_argument("--coordinator", default=None,
+                   help="host:port of process 0's coordinator (env WSOLAX_COORDINATOR)")
+    p.add_argument("--num-processes", type=int, default=None,
+                   help="number of processes (env WSOLAX_NUM_PROCESSES)")
+    p.add_argument("--process-id", type=int, default=None,
+                   help="this process's index, 0 .. N-1 (env WSOLAX_PROCESS_ID)")
+    p.add_argument("--heartbeat-timeout", type=int, default=None,
+                   help="seconds without a peer's heartbeat before a process gives up "
+                        "(env WSOLAX_HEARTBEAT_TIMEOUT, default 30)")
     args = p.parse_args(rest)
 
     def run():
@@ -51,8 +61,9 @@ def train_main(argv: list[str]) -> int:
         if args.multihost:
             if not args.no_eval and cfg.eval.after_training:
                 raise ValueError("--multihost trains only: add --no-eval and run eval.py on one host")
-            import jax
-            jax.distributed.initialize()
+            from wsolax.training import distributed
+            distributed.initialize(distributed.ProcessSetup.from_env(
+                args.coordinator, args.num_processes, args.process_id, args.heartbeat_timeout))
         from wsolax.evaluation.run import evaluate, print_summary
         from wsolax.training.loop import train
         workdir = Path(args.workdir or cfg.workdir)

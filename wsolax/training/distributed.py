@@ -1,0 +1,62 @@
+"""Starting a multi-process JAX run: one process per host (or several on one machine).
+
+Where a cluster manager is detected (Cloud TPU, SLURM, Open MPI, Kubernetes) `jax.distributed`
+finds the coordinator, process count and id itself. Anywhere else they are given explicitly, by
+flags or environment variables (flags win):
+
+  WSOLAX_COORDINATOR=host:port   WSOLAX_NUM_PROCESSES=N   WSOLAX_PROCESS_ID=i
+
+On CPU the collectives between processes go through gloo. A process whose peer dies notices it at
+the next collective or when the peer's heartbeat is missed (`heartbeat_timeout` seconds), and
+exits instead of waiting forever.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessSetup:
+    coordinator: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+    heartbeat_timeout: int = 30
+
+    @classmethod
+    def from_env(cls, coordinator=None, num_processes=None, process_id=None,
+                 heartbeat_timeout=None) -> "ProcessSetup":
+        env = os.environ
+        number = lambda v: None if v in (None, "") else int(v)  # noqa: E731
+        return cls(
+            coordinator=coordinator or env.get("WSOLAX_COORDINATOR") or None,
+            num_processes=num_processes if num_processes is not None
+            else number(env.get("WSOLAX_NUM_PROCESSES")),
+            process_id=process_id if process_id is not None else number(env.get("WSOLAX_PROCESS_ID")),
+            heartbeat_timeout=heartbeat_timeout or int(env.get("WSOLAX_HEARTBEAT_TIMEOUT", 30)))
+
+    def check(self) -> None:
+        given = [v is not None for v in (self.coordinator, self.num_processes, self.process_id)]
+        if any(given) and not all(given):
+            raise ValueError("a multi-process run outside a cluster manager needs all three of "
+                             "--coordinator (WSOLAX_COORDINATOR), --num-processes "
+                             "(WSOLAX_NUM_PROCESSES) and --process-id (WSOLAX_PROCESS_ID)")
+        if self.num_processes is not None:
+            if self.num_processes < 1 or not 0 <= self.process_id < self.num_processes:
+                raise ValueError(f"--process-id must be in [0, {self.num_processes}), got "
+                                 f"{self.process_id}")
+        if self.heartbeat_timeout < 1:
+            raise ValueError("--heartbeat-timeout must be >= 1 second")
+
+
+def initialize(setup: ProcessSetup) -> None:
+    """`jax.distributed.initialize` with the explicit setup (or the cluster's, if none given)."""
+    setup.check()
+    if jax.config.jax_platforms in (None, "", "cpu") or os.environ.get("JAX_PLATFORMS") == "cpu":
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=setup.coordinator,
+                               num_processes=setup.num_processes, process_id=setup.process_id,
+                               heartbeat_timeout_seconds=setup.heartbeat_timeout)
