@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -85,3 +86,31 @@ def test_an_incomplete_process_setup_is_refused_naming_what_is_missing(tmp_path)
                          text=True, timeout=120)
     assert out.returncode == 2
     assert "needs all three of --coordinator" in out.stderr
+
+
+def test_a_killed_process_stops_the_other_with_a_clear_message_and_both_resume(tmp_path):
+    workdir, reference = tmp_path / "killed", tmp_path / "reference"
+    port = _free_port()
+    procs = [subprocess.Popen(
+        _argv(tmp_path, workdir, 100_000, "--multihost", "--coordinator", f"127.0.0.1:{port}",
+              "--num-processes", "2", "--process-id", str(i), "--heartbeat-timeout", "10"),
+        cwd=ROOT, env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)]
+    metrics = workdir / "metrics.jsonl"
+    deadline = time.monotonic() + 180
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 8):
+        assert time.monotonic() < deadline and procs[0].poll() is None
+        time.sleep(0.2)
+    procs[1].kill()
+    killed_at = time.monotonic()
+    _, err = procs[0].communicate(timeout=120)
+    waited = time.monotonic() - killed_at
+    procs[1].communicate()
+    assert procs[0].returncode == 3 and waited < 60, (procs[0].returncode, waited, err[-2000:])
+    assert "error: process(es) [1] of 2 stopped; process 0 stops too" in err
+    # Both restarted with --resume continue from the last complete checkpoint, bit-identically to
+    # an uninterrupted one-process run with two devices.
+    _two_processes(tmp_path, workdir, 30, "--resume")
+    subprocess.run(_argv(tmp_path, reference, 30), cwd=ROOT, env=_env(2), check=True,
+                   capture_output=True, timeout=240)
+    _assert_same(_state(tmp_path, workdir), _state(tmp_path, reference))

@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
+import threading
+import time
 
 import jax
+from jax._src import distributed as _jax_distributed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,3 +64,33 @@ def initialize(setup: ProcessSetup) -> None:
     jax.distributed.initialize(coordinator_address=setup.coordinator,
                                num_processes=setup.num_processes, process_id=setup.process_id,
                                heartbeat_timeout_seconds=setup.heartbeat_timeout)
+    if jax.process_count() > 1:
+        watch_peers(jax.process_count())
+
+
+def watch_peers(num_processes: int, interval: float = 1.0) -> threading.Thread:
+    """A daemon thread that asks the coordination service which processes are alive and, as soon
+    as one is missing, says so in one line and ends this process (exit code 3) instead of letting
+    it block in a collective until XLA aborts with a stack trace."""
+    client = _jax_distributed.global_state.client
+    me = jax.process_index()
+
+    def run():
+        while True:
+            time.sleep(interval)
+            try:
+                live = client.get_live_nodes(list(range(num_processes)))
+            except Exception as e:  # noqa: BLE001 - the service itself is gone (process 0 died)
+                lost = f"the coordinator is unreachable ({' '.join(str(e).split())[:200]})"
+            else:
+                missing = sorted(set(range(num_processes)) - set(live))
+                if not missing:
+                    continue
+                lost = f"process(es) {missing} of {num_processes} stopped"
+            print(f"error: {lost}; process {me} stops too. Checkpoints that finished are intact: "
+                  f"restart every process with --resume.", file=sys.stderr, flush=True)
+            os._exit(3)
+
+    thread = threading.Thread(target=run, name="wsolax-peer-watch", daemon=True)
+    thread.start()
+    return thread
