@@ -151,3 +151,23 @@ def test_fallback_stats_are_reported(data):
     stats = evaluator.fallback_stats
     assert stats["num_cuts"] > 0
     assert 0 <= stats["fallback_rate"] < 0.05
+
+
+def test_merged_states_of_disjoint_parts_equal_the_literal_oracle(data):
+    # Two evaluators, each on alternate images (as two processes would score their rows), their
+    # states sent as JSON and merged: the same result as the slow oracle on all images.
+    ids, gt_boxes, sizes, maps, masks, labels, top1, top5 = data
+    import json
+
+    parts = []
+    for start in (0, 1):
+        e = WSOLEvaluator(gt_boxes, sizes, input_size=INPUT, mask_loader=masks.get,
+                          cam_curve_interval=0.004)
+        idx = list(range(start, NUM, 2))
+        e.accumulate([ids[i] for i in idx], maps[idx], labels[idx], top1[idx], top5[idx])
+        parts.append(e)
+    parts[0].merge(json.loads(json.dumps(parts[1].state())))
+    assert_same_result(parts[0].compute(threshold_index=17),
+                       run(LiteralEvaluator, data, threshold_index=17))
+    with pytest.raises(Exception, match="scored by both"):
+        parts[0].merge(parts[1].state())

@@ -1,8 +1,10 @@
 """Two JAX processes on 127.0.0.1 (gloo CPU collectives) train like one process with two devices,
-bit for bit, checkpoint once, write metrics once, and resume bit-identically."""
+bit for bit, checkpoint once, write metrics once, and resume bit-identically; a killed process
+stops the other with a clear message; two processes evaluate to the last digit of one."""
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -114,3 +116,35 @@ def test_a_killed_process_stops_the_other_with_a_clear_message_and_both_resume(t
     subprocess.run(_argv(tmp_path, reference, 30), cwd=ROOT, env=_env(2), check=True,
                    capture_output=True, timeout=240)
     _assert_same(_state(tmp_path, workdir), _state(tmp_path, reference))
+
+
+def test_two_processes_evaluate_to_the_last_digit_of_one(tmp_path):
+    run = tmp_path / "run"
+    subprocess.run(_argv(tmp_path, run, 4), cwd=ROOT, env=_env(1), check=True,
+                   capture_output=True, timeout=240)
+    shutil.copytree(run, tmp_path / "run2")
+    overrides = tiny_overrides(tmp_path, **{"train.epochs": 10, "data.synthetic.num_train": 64})
+    evaluate = [sys.executable, "eval.py", "--config", CONFIG, *overrides]
+    # The same per-device batches as the two processes: one process with two devices. (One
+    # device with the whole batch is another float32 computation: on this tiny model it moved
+    # one val image's box across IoU 0.5 at one threshold and so the chosen tau.)
+    subprocess.run(evaluate + [f"--workdir={run}"], cwd=ROOT, env=_env(2), check=True,
+                   capture_output=True, timeout=240)
+    port = _free_port()
+    procs = [subprocess.Popen(evaluate + [f"--workdir={tmp_path / 'run2'}", "--multihost",
+                                          "--coordinator", f"127.0.0.1:{port}", "--num-processes",
+                                          "2", "--process-id", str(i)],
+                              cwd=ROOT, env=_env(1), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=240)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    one = json.loads((run / "eval" / "metrics.json").read_text())
+    two = json.loads((tmp_path / "run2" / "eval" / "metrics.json").read_text())
+    for summary in (one, two):
+        for split in summary["splits"].values():
+            split.pop("overlays")
+    assert one == two and one["splits"]["test"]["num_images"] == 16
+    for split in ("val", "test"):  # every curve, exactly
+        a = np.load(run / "eval" / f"curves_{split}.npz")
+        b = np.load(tmp_path / "run2" / "eval" / f"curves_{split}.npz")
+        assert a.files == b.files and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a.files)

@@ -35,16 +35,11 @@ def guarded(run) -> int:
     return 0
 
 
-def train_main(argv: list[str]) -> int:
-    rest, overrides = split_overrides(argv)
-    p = _parser("Train a WSOL model, checkpoint it, then evaluate it.")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
-    p.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
+def _add_multihost_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--multihost", action="store_true",
                    help="start a multi-process run first (one process per host, or several on "
                         "one machine): the cluster is auto-detected on Cloud TPU, SLURM, Open MPI, "
-                        "Kubernetes; elsewhere give the three flags below. Evaluation is "
-                        "single-host, so combine with --no-eval")
+                        "Kubernetes; elsewhere give the three flags below")
     p.add_argument("--coordinator", default=None,
                    help="host:port of process 0's coordinator (env WSOLAX_COORDINATOR)")
     p.add_argument("--num-processes", type=int, default=None,
@@ -54,16 +49,26 @@ def train_main(argv: list[str]) -> int:
     p.add_argument("--heartbeat-timeout", type=int, default=None,
                    help="seconds without a peer's heartbeat before a process gives up "
                         "(env WSOLAX_HEARTBEAT_TIMEOUT, default 30)")
+
+
+def _start_multihost(args) -> None:
+    if args.multihost:
+        from wsolax.training import distributed
+        distributed.initialize(distributed.ProcessSetup.from_env(
+            args.coordinator, args.num_processes, args.process_id, args.heartbeat_timeout))
+
+
+def train_main(argv: list[str]) -> int:
+    rest, overrides = split_overrides(argv)
+    p = _parser("Train a WSOL model, checkpoint it, then evaluate it.")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
+    _add_multihost_flags(p)
     args = p.parse_args(rest)
 
     def run():
         cfg = load_config(args.config, overrides)
-        if args.multihost:
-            if not args.no_eval and cfg.eval.after_training:
-                raise ValueError("--multihost trains only: add --no-eval and run eval.py on one host")
-            from wsolax.training import distributed
-            distributed.initialize(distributed.ProcessSetup.from_env(
-                args.coordinator, args.num_processes, args.process_id, args.heartbeat_timeout))
+        _start_multihost(args)
         from wsolax.evaluation.run import evaluate, print_summary
         from wsolax.training.loop import train
         workdir = Path(args.workdir or cfg.workdir)
@@ -83,10 +88,12 @@ def eval_main(argv: list[str]) -> int:
     p = _parser("Evaluate a trained WSOL checkpoint (MaxBoxAcc, MaxBoxAccV2, PxAP, Top-1/GT-known Loc).")
     p.add_argument("--split", action="append", default=None,
                    help="split(s) to evaluate (default: config.eval.splits)")
+    _add_multihost_flags(p)
     args = p.parse_args(rest)
 
     def run():
         cfg = load_config(args.config, overrides)
+        _start_multihost(args)
         from wsolax.evaluation.run import evaluate, print_summary
         print_summary(evaluate(cfg, Path(args.workdir or cfg.workdir), splits=args.split))
 

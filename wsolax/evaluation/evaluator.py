@@ -108,6 +108,49 @@ class WSOLEvaluator:
         self._num_cuts = 0
         self._num_fallback = 0
 
+    def state(self) -> dict:
+        """Everything accumulated, as plain JSON-able values (exact: integer counts, and
+        histograms of integer-valued float64 pixel counts), so that evaluators that scored
+        disjoint parts of a split (one per process) can be merged into one."""
+        return {"seen": sorted(self._seen), "num_images": self._num_images,
+                "v1": {str(d): c.tolist() for d, c in self._v1_correct.items()},
+                "v2": {str(d): c.tolist() for d, c in self._v2_correct.items()},
+                "top1_loc": self._top1_loc.tolist(), "has_predictions": self._has_predictions,
+                "top1": self._top1_correct, "top5": self._top5_correct,
+                "true_hist": self._true_hist.tolist(), "false_hist": self._false_hist.tolist(),
+                "num_cuts": self._num_cuts, "num_fallback": self._num_fallback}
+
+    def merge(self, state: Mapping) -> None:
+        """Add another evaluator's `state()` (same settings, other images) to this one."""
+        overlap = self._seen.intersection(state["seen"])
+        if overlap:
+            raise checks.EvaluationInputError(
+                f"cannot merge: {len(overlap)} image(s) were scored by both evaluators, "
+                f"e.g. {sorted(overlap)[0]!r}")
+        if {str(d) for d in self.v1_deltas} != set(state["v1"]) or \
+                {str(d) for d in self.iou_thresholds} != set(state["v2"]) or \
+                len(state["top1_loc"]) != len(self.thresholds):
+            raise checks.EvaluationInputError("cannot merge evaluators with other settings")
+        other = state["has_predictions"]
+        if None not in (other, self._has_predictions) and other != self._has_predictions:
+            raise checks.EvaluationInputError(
+                "cannot merge: one evaluator had top1/top5 predictions and the other not")
+        for d in self.v1_deltas:
+            self._v1_correct[d] += np.asarray(state["v1"][str(d)], np.int64)
+        for d in self.iou_thresholds:
+            self._v2_correct[d] += np.asarray(state["v2"][str(d)], np.int64)
+        self._top1_loc += np.asarray(state["top1_loc"], np.int64)
+        if self._has_predictions is None:
+            self._has_predictions = other
+        self._top1_correct += int(state["top1"])
+        self._top5_correct += int(state["top5"])
+        self._true_hist += np.asarray(state["true_hist"], np.float64)
+        self._false_hist += np.asarray(state["false_hist"], np.float64)
+        self._num_cuts += int(state["num_cuts"])
+        self._num_fallback += int(state["num_fallback"])
+        self._seen.update(state["seen"])
+        self._num_images += int(state["num_images"])
+
     def close(self) -> None:
         """Stop worker processes, if any."""
         self._runner.close()

@@ -20,6 +20,7 @@ from wsolax.data import pipeline
 from wsolax.data.metadata import load_mask
 from wsolax.evaluation.cams import make_cam_extractor
 from wsolax.evaluation.evaluator import WSOLEvaluator, best_threshold_index
+from wsolax.evaluation.processes import merge_across_processes
 from wsolax.evaluation.report import write_overlays, write_report
 from wsolax.training import sharding
 from wsolax.training.loop import restore_for_eval
@@ -56,7 +57,8 @@ def collect_split(cfg: ml_collections.ConfigDict, split: str, extractor, variabl
                desc=f"eval {split}", unit="batch", disable=not cfg.train.progress_bar)
     for batch in bar:
         device_batch = sharding.put_batch({"image": batch["image"], "label": batch["label"]}, mesh)
-        out = jax.device_get(extractor(variables, device_batch["image"], device_batch["label"]))
+        out = {k: sharding.local_rows(v) for k, v in
+               extractor(variables, device_batch["image"], device_batch["label"]).items()}
         valid = np.asarray(batch["valid"], bool)
         ids = [meta.image_ids[i] for i in np.asarray(batch["index"])[valid]]
         evaluator.accumulate(ids, out["scoremap_gt"][valid], batch["label"][valid],
@@ -68,7 +70,7 @@ def collect_split(cfg: ml_collections.ConfigDict, split: str, extractor, variabl
             kept.append({"image_id": image_id, "image": image, "label": int(batch["label"][j]),
                          "top1": int(out["top1"][j]), "scoremap": out["scoremap_gt"][j],
                          "gt_boxes": meta.boxes[image_id], "image_size": meta.sizes[image_id]})
-    return evaluator, kept
+    return merge_across_processes(evaluator, split), kept
 
 
 def compute_result(evaluator: WSOLEvaluator, threshold_index: int | None = None) -> dict:
@@ -119,7 +121,9 @@ def evaluate(cfg: ml_collections.ConfigDict, workdir: str | Path, splits=None, d
     tau = float(chosen["thresholds"][tau_index])
 
     out_dir = workdir / "eval"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    writes = jax.process_index() == 0  # every process holds the merged result; one writes it
+    if writes:
+        out_dir.mkdir(parents=True, exist_ok=True)
     summary = {"threshold_split": threshold_split, "tau_index": tau_index, "tau": tau,
                "checkpoint_step": int(jax.device_get(state.step)), "splits": {}}
     results = {}
@@ -129,12 +133,16 @@ def evaluate(cfg: ml_collections.ConfigDict, workdir: str | Path, splits=None, d
         result = compute_result(evaluator, tau_index)
         results[split] = result
         summary["splits"][split] = _scalars(result)
-        np.savez_compressed(out_dir / f"curves_{split}.npz",
-                            **{k: np.asarray(v) for k, v in result.items() if np.ndim(v) == 1})
-        overlay_dir = write_overlays(kept, out_dir / f"overlays_{split}", tau, size)
+        overlay_dir = out_dir / f"overlays_{split}"
+        if writes:
+            np.savez_compressed(out_dir / f"curves_{split}.npz",
+                                **{k: np.asarray(v) for k, v in result.items() if np.ndim(v) == 1})
+            overlay_dir = write_overlays(kept, overlay_dir, tau, size)
         summary["splits"][split]["overlays"] = str(overlay_dir)
-    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
-    report = write_report(out_dir, summary, results)
+    report = out_dir / "report.md"
+    if writes:
+        (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        report = write_report(out_dir, summary, results)
     summary["report"] = str(report)
     summary["metrics_file"] = str(out_dir / "metrics.json")
     return summary

@@ -39,3 +39,12 @@ def shard_step(step_fn, mesh: Mesh):
     repl, data = replicated(mesh), batch_sharded(mesh)
     return jax.jit(step_fn, in_shardings=(repl, data, repl), out_shardings=(repl, repl),
                    donate_argnums=(0,))
+
+
+def local_rows(x: jax.Array) -> np.ndarray:
+    """The rows of a batch-sharded array that live on this process, in batch order (all rows in a
+    single-process run): the rows this process's input pipeline loaded."""
+    if x.is_fully_addressable:
+        return np.asarray(jax.device_get(x))
+    shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
+    return np.concatenate([np.asarray(s.data) for s in shards])
