@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from wsolax.data.synth_render import (
-    SyntheticExample, _EXAMPLE_STREAM, _Painter, _Shape, _pixel_grid, _rgb, _tight_box)
+    SyntheticExample, _EXAMPLE_STREAM, _object_frame, _Painter, _Shape, _rgb, _tight_box)
 from wsolax.data.synth_spec import SPLITS, SyntheticSpec
 
 OUTLINES = ("ellipse", "rounded_square", "star", "rhombus")
@@ -40,17 +40,6 @@ def class_factors(cls: int) -> tuple[int, int, int]:
 
 def num_colour_families(num_classes: int) -> int:
     return -(-num_classes // CLASSES_PER_COLOUR)
-
-
-def _object_frame(hw, cx, cy, reach, angle):
-    """The window around (cx, cy) of half-size `reach` and its pixels in the object's frame."""
-    y0, y1 = max(0, int(cy - reach)), max(0, min(hw[0], int(cy + reach) + 2))
-    x0, x1 = max(0, int(cx - reach)), max(0, min(hw[1], int(cx + reach) + 2))
-    window = (slice(y0, y1), slice(x0, x1))
-    yy, xx = _pixel_grid(*hw)
-    c, s = math.cos(angle), math.sin(angle)
-    dx, dy = xx[window] - cx, yy[window] - cy
-    return window, dx * c + dy * s, dy * c - dx * s
 
 
 def _outline_mask(outline: int, u: np.ndarray, v: np.ndarray, a: float, b: float) -> np.ndarray:

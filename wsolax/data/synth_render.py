@@ -83,19 +83,23 @@ def _reach(a: float, b: float, exponent: float) -> float:
     return max(a, b) if exponent <= 2.0 else math.hypot(a, b)
 
 
-def _superellipse(hw, cx, cy, a, b, angle, exponent=2.0) -> _Shape:
-    """Pixels whose centre lies in a rotated superellipse (2: ellipse, 1: diamond,
-    large: rounded rectangle) with semi-axes a (along `angle`) and b."""
-    # Only the window around the shape is evaluated: shapes are small.
-    reach = _reach(a, b, exponent)
+def _object_frame(hw, cx, cy, reach: float, angle: float):
+    """The window around (cx, cy) of half-size `reach` (shapes are small: only it is evaluated)
+    and its pixel centres in the shape's frame, in pixels: u along `angle`, v across."""
     y0, y1 = max(0, int(cy - reach)), max(0, min(hw[0], int(cy + reach) + 2))
     x0, x1 = max(0, int(cx - reach)), max(0, min(hw[1], int(cx + reach) + 2))
     window = (slice(y0, y1), slice(x0, x1))
     yy, xx = _pixel_grid(*hw)
     c, s = math.cos(angle), math.sin(angle)
     dx, dy = xx[window] - cx, yy[window] - cy
-    u = (dx * c + dy * s) / a
-    v = (dy * c - dx * s) / b
+    return window, dx * c + dy * s, dy * c - dx * s
+
+
+def _superellipse(hw, cx, cy, a, b, angle, exponent=2.0) -> _Shape:
+    """Pixels whose centre lies in a rotated superellipse (2: ellipse, 1: diamond,
+    large: rounded rectangle) with semi-axes a (along `angle`) and b."""
+    window, u, v = _object_frame(hw, cx, cy, _reach(a, b, exponent), angle)
+    u, v = u / a, v / b
     if exponent == 2.0:
         inside = u * u + v * v <= 1.0
     else:
