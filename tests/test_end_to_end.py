@@ -168,12 +168,13 @@ def test_bad_dataset_is_a_clear_error_before_training(trained, tmp_path, capsys,
     assert not list((tmp_path / "run").glob("checkpoints/*/"))
 
 
-def test_multihost_training_refuses_to_evaluate_before_touching_jax_distributed(tmp_path, capsys):
-    # Evaluation gathers on one host, so --multihost must come with --no-eval; checked before
-    # jax.distributed.initialize() would wait for a cluster.
+def test_multihost_with_an_incomplete_process_setup_fails_before_touching_jax_distributed(
+        tmp_path, capsys):
+    # Outside a cluster manager all three of coordinator, count and id are needed; checked
+    # before jax.distributed.initialize() would wait for peers.
     code = train_main(["--config", "configs/synthetic_cam.py:runlocal", "--multihost",
-                           f"--config.workdir={tmp_path}"])
-    assert code == 2 and "--no-eval" in capsys.readouterr().err
+                       "--num-processes", "2", f"--config.workdir={tmp_path}"])
+    assert code == 2 and "needs all three of --coordinator" in capsys.readouterr().err
 
 
 def test_export_backbone_then_finetune_another_method_from_it(trained, tmp_path, capsys):
