@@ -18,9 +18,6 @@ import sys
 import numpy as np
 import pytest
 
-# Numerically sensitive: CI runs these again with XLA capped at AVX2 (.ci/run).
-pytestmark = pytest.mark.numerics
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RTOL = 1e-9  # float64 rounding over 3 SGD steps, with margin
 # Each comparison runs on the machine's own instruction set and capped at AVX2, so a machine of
