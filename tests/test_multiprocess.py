@@ -16,6 +16,7 @@ import numpy as np
 
 from test_end_to_end import CONFIG, tiny_overrides
 
+from wsolax import datasets
 from wsolax.config import load_config
 from wsolax.training import sharding
 from wsolax.training.loop import restore_for_eval
@@ -92,6 +93,9 @@ def test_an_incomplete_process_setup_is_refused_naming_what_is_missing(tmp_path)
 
 def test_a_killed_process_stops_the_other_with_a_clear_message_and_both_resume(tmp_path):
     workdir, reference = tmp_path / "killed", tmp_path / "reference"
+    # The dataset exists before the processes start (they would both generate it at once).
+    cfg = load_config(CONFIG, tiny_overrides(tmp_path, **{"data.synthetic.num_train": 64}))
+    datasets.dataset_roots(cfg.data)
     port = _free_port()
     procs = [subprocess.Popen(
         _argv(tmp_path, workdir, 100_000, "--multihost", "--coordinator", f"127.0.0.1:{port}",
@@ -101,7 +105,11 @@ def test_a_killed_process_stops_the_other_with_a_clear_message_and_both_resume(t
     metrics = workdir / "metrics.jsonl"
     deadline = time.monotonic() + 180
     while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 8):
-        assert time.monotonic() < deadline and procs[0].poll() is None
+        early = [p.poll() for p in procs]
+        if time.monotonic() > deadline or early != [None, None]:
+            for p in procs:
+                p.kill()
+            raise AssertionError(f"exit codes {early}: {[p.communicate()[1][-3000:] for p in procs]}")
         time.sleep(0.2)
     procs[1].kill()
     killed_at = time.monotonic()
