@@ -39,18 +39,23 @@ def load_split(data_cfg: ml_collections.ConfigDict, split: str, check_files: boo
         metadata_root, image_root = dataset_roots(data_cfg)
         meta = md.load_split(metadata_root, image_root, split, num_classes=data_cfg.num_classes,
                              check_files=check_files, boxes_optional=boxes_optional)
-    if verify_images:
-        bad = md.find_bad_images(meta, num_threads=max(1, data_cfg.num_threads))
-        problems = list(bad.values())
-        if problems and data_cfg.get("bad_images", "fail") == "skip":
-            print(f"data.bad_images='skip': dropped {len(bad)} of {len(meta)} image(s) of split "
-                  f"'{split}', e.g. {problems[0]}")
-            return md.drop_images(meta, bad)
-        if problems:
-            shown = "\n  ".join(problems[:10])
-            more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
-            raise md.DatasetError(f"{len(problems)} bad image(s) in split '{split}':\n  {shown}{more}"
-                                  "\n(data.bad_images='skip' drops them instead)")
+    return verify_split_images(data_cfg, meta) if verify_images else meta
+
+
+def verify_split_images(data_cfg: ml_collections.ConfigDict, meta: md.SplitMetadata):
+    """Decode every image of `meta` once: bad ones fail the run or, with data.bad_images='skip',
+    are dropped from the split (the returned metadata)."""
+    bad = md.find_bad_images(meta, num_threads=max(1, data_cfg.num_threads))
+    problems = list(bad.values())
+    if problems and data_cfg.get("bad_images", "fail") == "skip":
+        print(f"data.bad_images='skip': dropped {len(bad)} of {len(meta)} image(s) of split "
+              f"'{meta.split}', e.g. {problems[0]}")
+        return md.drop_images(meta, bad)
+    if problems:
+        shown = "\n  ".join(problems[:10])
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise md.DatasetError(f"{len(problems)} bad image(s) in split '{meta.split}':\n  "
+                              f"{shown}{more}\n(data.bad_images='skip' drops them instead)")
     return meta
 
 
@@ -74,6 +79,6 @@ def check_evaluation_splits(cfg: ml_collections.ConfigDict, splits=None) -> None
     after hours of training."""
     mode = cfg.data.get("verify_eval_images", "auto")
     for split in evaluation_splits(cfg) if splits is None else splits:
-        meta = load_split(cfg.data, split)
+        meta = load_split(cfg.data, split)  # the metadata is read once, the images decoded then
         if mode == "all" or (mode == "auto" and len(meta) <= AUTO_DECODE_LIMIT):
-            load_split(cfg.data, split, verify_images=True)
+            verify_split_images(cfg.data, meta)
