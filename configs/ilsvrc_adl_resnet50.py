@@ -1,8 +1,8 @@
 """ADL on ResNet50-SE, ILSVRC 2012 (Choe & Shim CVPR'19).
 
-Placement and hyperparameters as configs/cub_adl_resnet50.py. Expected (Table 3, ImageNet-1k):
-Top-1 Loc 48.53, Top-1 Clas 75.85 (CAM: 46.19 / 76.56). Schedule: 10 epochs, decay every 3
-(configs/_paper.py).
+Placement (`adl_paper`) and hyperparameters as configs/cub_adl_resnet50.py. Expected (Table 3,
+ImageNet-1k): Top-1 Loc 48.53, Top-1 Clas 75.85 (CAM: 46.19 / 76.56). Schedule: 10 epochs, decay
+every 3 (configs/_paper.py).
 """
 
 import _paper
@@ -11,7 +11,8 @@ import _paper
 def get_config():
     from wsolax.methods.placements import paper_inserts
 
+    placement = "adl_paper"  # the source this config follows (gamma 0.9: the ADL paper's)
     return _paper.paper_config(
         "ilsvrc_adl_resnet50", "ilsvrc", "se_resnet50",
-        inserts=paper_inserts("adl", "se_resnet50"),
+        inserts=paper_inserts("adl", "se_resnet50", placement),
         methods={"adl": {"drop_rate": 0.75, "gamma": 0.9}})

@@ -111,6 +111,13 @@ def convert_main(argv: list[str]) -> int:
                    help="fully unpickle a .pth you trust (default: torch.load(weights_only=True))")
     p.add_argument("--allow-missing", action="store_true",
                    help="keep the initialisation for tensors the file lacks instead of failing")
+    p.add_argument("--layout", default="torchvision", choices=("torchvision", "wsolevaluation"),
+                   help="the file's names: torchvision/timm ImageNet weights (default), or a "
+                        "whole model trained by the CVPR'20 benchmark's code (wsolevaluation "
+                        "*_checkpoint.pth.tar)")
+    p.add_argument("--eval-workdir", default=None,
+                   help="also write a run folder holding the converted model as its checkpoint, "
+                        "for `python eval.py --workdir` (whole-model layouts)")
     args = p.parse_args(rest)
 
     def run():
@@ -118,9 +125,14 @@ def convert_main(argv: list[str]) -> int:
         from wsolax.weights.for_config import convert_for_config
         path, report = convert_for_config(cfg, args.weights, args.out,
                                           allow_pickle=args.allow_pickle,
-                                          strict=not args.allow_missing)
+                                          strict=not args.allow_missing, layout=args.layout)
         print(report.summary())
         print(f"saved {path}; train with --config.model.init_from={path}")
+        if args.eval_workdir:
+            from wsolax.weights.as_run import write_eval_run
+            workdir = write_eval_run(cfg, path, args.eval_workdir)
+            print(f"wrote {workdir}; evaluate with python eval.py --config {args.config} "
+                  f"--workdir {workdir}")
 
     return guarded(run)
 

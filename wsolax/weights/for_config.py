@@ -24,18 +24,26 @@ def init_variables(cfg: ml_collections.ConfigDict) -> dict:
 
 def convert_for_config(cfg: ml_collections.ConfigDict, weights: str | Path,
                        out: str | Path | None = None, *, allow_pickle: bool = False,
-                       strict: bool = True) -> tuple[Path, ConversionReport]:
-    """Read `weights`, map it onto `cfg`'s model, save to `out` (default `cfg.model.init_from`)."""
-    module = backbone_module(cfg.model.backbone)
-    if module is None or not hasattr(module, "torch_name"):
-        raise WeightError(f"backbone '{cfg.model.backbone}' has no ImageNet weight layout to "
-                          f"convert from")
+                       strict: bool = True, layout: str = "torchvision"
+                       ) -> tuple[Path, ConversionReport]:
+    """Read `weights`, map it onto `cfg`'s model, save to `out` (default `cfg.model.init_from`).
+
+    layout: the file's names (wsolax.weights.layouts): 'torchvision' ImageNet weights, or
+    'wsolevaluation' for a whole model trained by the CVPR'20 benchmark's code.
+    """
+    from wsolax.weights.layouts import WHOLE_MODEL, check_whole_model, torch_name_for
+
+    torch_name = torch_name_for(cfg, layout)
+    if layout in WHOLE_MODEL and not out:  # model.init_from names the ImageNet weights file
+        raise WeightError(f"pass --out for a whole model in the {layout} layout")
     out = out or cfg.model.init_from
     if not out:
         raise WeightError("no output path: pass --out or set config.model.init_from")
     state_dict = load_state_dict(weights, allow_pickle=allow_pickle)
     variables, report = convert_torch_state_dict(state_dict, init_variables(cfg),
-                                                 module.torch_name, strict=strict)
+                                                 torch_name, strict=strict)
+    if strict:
+        check_whole_model(report, layout)
     path = save_converted(variables, out, backbone=cfg.model.backbone, source=str(weights),
                           summary=report.summary())
     return path, report

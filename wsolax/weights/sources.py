@@ -5,6 +5,10 @@
   rebuilds tensors and plain containers; torch is an optional extra (`pip install torch==2.13.0`).
   `allow_pickle=True` switches to full unpickling, for files from sources the user trusts.
 * `.npz`: numpy arrays, `allow_pickle=False`.
+
+Training scripts wrap the state dict: a dict holding it under `state_dict` (or `model`, ...) is
+unwrapped, e.g. the CVPR'20 benchmark's `*_checkpoint.pth.tar` ({'architecture', 'epoch',
+'state_dict', 'optimizer'}: strings, ints and tensors, which `weights_only=True` reads).
 """
 
 from __future__ import annotations

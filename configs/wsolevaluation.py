@@ -1,0 +1,62 @@
+"""The models of the CVPR'20 benchmark's code (Choe et al., "Evaluating WSOL Methods Right",
+github.com/clovaai/wsolevaluation), to train them in wsolax or to evaluate checkpoints it trained.
+
+    --config configs/wsolevaluation.py:<dataset>,<method>,<architecture>
+    dataset: cub | ilsvrc | openimages;  method: cam | adl;  architecture: vgg16 | resnet50 |
+    inception_v3 (its names; wsolax builds vgg16_gap, resnet50, inception_v3)
+
+Source: the benchmark's code, not the method papers. ADL uses placement `wsolevaluation`
+(wsolax.methods.placements): VGG16 after pool3, after conv4_3 (before pool4) and after conv5_3;
+ResNet50 after layer3's first block, layer4's first block and layer4's end; InceptionV3 after
+Mixed_5d, Mixed_6e and the second new conv. gamma 0.9 on every backbone (its `--adl_threshold`
+default; the ADL paper says 0.8 for VGG and InceptionV3, see configs/cub_adl_vgg16.py), drop rate
+0.75. The architectures are wsolax's WSOL variants, which compute what the benchmark's do
+(docs/backbones.md, "Checkpoints of the benchmark's code"); `--config.model.large_feature_map=True`
+is its `--large_feature_map` (28x28 maps).
+
+Optimiser as its main.py: SGD with Nesterov momentum 0.9; 10x learning rate on VGG's conv6 + fc,
+InceptionV3's two new convs + class conv, and on ResNet50's layer4 + fc (its parameter grouping).
+One difference is left: its InceptionV3 CAM model applies dropout 0.5 around the two new convs
+while training, which wsolax does not (evaluation is unaffected). Epochs and decay:
+configs/_paper.py.
+
+A checkpoint of that code (`best_checkpoint.pth.tar` / `last_checkpoint.pth.tar`) is read with
+    python -m wsolax.convert --layout wsolevaluation \
+        --config configs/wsolevaluation.py:cub,adl,vgg16 \
+        --weights train_log/<experiment>/best_checkpoint.pth.tar \
+        --out weights/<experiment>.safetensors --eval-workdir runs/<experiment>
+    python eval.py --config configs/wsolevaluation.py:cub,adl,vgg16 --workdir runs/<experiment>
+"""
+
+import _paper
+
+ARCHITECTURES = {"vgg16": "vgg16_gap", "resnet50": "resnet50", "inception_v3": "inception_v3"}
+METHODS = ("cam", "adl")
+
+
+def get_config(arg: str = "cub,cam,resnet50"):
+    from wsolax.methods.placements import paper_inserts, source_hparams
+
+    parts = [p.strip() for p in arg.split(",")]
+    if len(parts) != 3:
+        raise ValueError(f"configs/wsolevaluation.py takes '<dataset>,<method>,<architecture>', "
+                         f"got '{arg}'")
+    dataset, method, architecture = parts
+    if dataset not in ("cub", "ilsvrc", "openimages"):
+        raise ValueError(f"dataset '{dataset}': expected cub, ilsvrc or openimages")
+    if method not in METHODS:
+        raise ValueError(f"method '{method}': the benchmark's {', '.join(METHODS)} are available; "
+                         f"HaS and CutMix train the CAM architecture (evaluate their checkpoints "
+                         f"with 'cam'), ACoL and SPG are not in wsolax yet")
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture '{architecture}': expected {', '.join(ARCHITECTURES)}")
+    backbone = ARCHITECTURES[architecture]
+    placement = "wsolevaluation"  # the source this config follows
+    hparams = source_hparams(method, backbone, placement)
+    c = _paper.paper_config(f"wsolevaluation_{dataset}_{method}_{architecture}", dataset, backbone,
+                            inserts=paper_inserts(method, backbone, placement),
+                            methods={method: hparams} if hparams else None)
+    c.optim.nesterov = True
+    if backbone == "resnet50":
+        c.optim.new_layer_prefixes = ("head", "backbone/layer4_")
+    return c
