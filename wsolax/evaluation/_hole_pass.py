@@ -22,22 +22,26 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._kernels_common import best_iou, find
-from ._neighbours import GROUPS4_COUNT, GROUPS4_REPS
-from ._workspace import HEAD, LIVEPOS, SIZE, TAIL, X0, X1, Y0, Y1
+from ._kernels import GROUPS4_COUNT, GROUPS4_REPS, best_iou, find
 
 # Largest cut the protocol can produce: int(0.999... * 255) = 254.
 MAX_CUT = 254
 
 
 @numba.njit(cache=True)
-def grow_background(level, order, coords, start, offsets, parent, st, inside,
-                    dirty, live, n_live, next_pixel, fill, q, raised, n_raised,
-                    frame):
+def grow_background(ws, level, n_live, n_raised):
     """Add the pixels of one level to the background; returns the new
     numbers of live holes and of raised pixels.  Union-find code is inline
-    on purpose (see `_kernels_common`).  Padding pixels are inside and
-    belong to the frame, so border pixels need no special case."""
+    on purpose (see `_kernels`).  Padding pixels are inside and belong to
+    the frame, so border pixels need no special case."""
+    order, coords, start, offsets = ws.order, ws.coords, ws.start, ws.offsets
+    next_pixel, raised = ws.next_pixel, ws.raised
+    q = ws.q_pad.ravel()
+    fill = ws.fill_pad.ravel()
+    bg = ws.background
+    parent, st, inside, dirty, live = (bg.parent, bg.st, bg.inside, bg.dirty,
+                                       bg.live)
+    frame = q.size
     for i in range(start[level], start[level + 1]):
         p = order[i]
         inside[p] = 1
@@ -50,17 +54,17 @@ def grow_background(level, order, coords, start, offsets, parent, st, inside,
             y = coords[i] >> 16
             x = coords[i] & 0xFFFF
             parent[p] = p
-            st[p, SIZE] = 1
-            st[p, X0] = x
-            st[p, Y0] = y
-            st[p, X1] = x
-            st[p, Y1] = y
-            st[p, HEAD] = p
-            st[p, TAIL] = p
+            st[p].npix = 1
+            st[p].x0 = x
+            st[p].y0 = y
+            st[p].x1 = x
+            st[p].y1 = y
+            st[p].head = p
+            st[p].tail = p
             next_pixel[p] = -1
             dirty[p] = 1
             live[n_live] = p
-            st[p, LIVEPOS] = n_live
+            st[p].live_pos = n_live
             n_live += 1
             continue
         # Attach p to its first neighbour group's component ...
@@ -71,13 +75,13 @@ def grow_background(level, order, coords, start, offsets, parent, st, inside,
         else:
             y = coords[i] >> 16
             x = coords[i] & 0xFFFF
-            st[root, SIZE] += 1
-            st[root, X0] = min(st[root, X0], x)
-            st[root, Y0] = min(st[root, Y0], y)
-            st[root, X1] = max(st[root, X1], x)
-            st[root, Y1] = max(st[root, Y1], y)
-            next_pixel[st[root, TAIL]] = p
-            st[root, TAIL] = p
+            st[root].npix += 1
+            st[root].x0 = min(st[root].x0, x)
+            st[root].y0 = min(st[root].y0, y)
+            st[root].x1 = max(st[root].x1, x)
+            st[root].y1 = max(st[root].y1, y)
+            next_pixel[st[root].tail] = p
+            st[root].tail = p
             next_pixel[p] = -1
             dirty[root] = 1
         # ... and merge the other groups' components into it.
@@ -89,7 +93,7 @@ def grow_background(level, order, coords, start, offsets, parent, st, inside,
                 # A hole opens to the outside: all its pixels leave the
                 # filled map at this level.
                 hole = root if other == frame else other
-                pix = st[hole, HEAD]
+                pix = st[hole].head
                 while pix != -1:
                     fill[pix] = level
                     if q[pix] < level:
@@ -99,73 +103,72 @@ def grow_background(level, order, coords, start, offsets, parent, st, inside,
                 parent[hole] = frame
                 root = frame
             else:
-                if st[root, SIZE] < st[other, SIZE]:
+                if st[root].npix < st[other].npix:
                     root, other = other, root
                 parent[other] = root
-                st[root, SIZE] += st[other, SIZE]
-                st[root, X0] = min(st[root, X0], st[other, X0])
-                st[root, Y0] = min(st[root, Y0], st[other, Y0])
-                st[root, X1] = max(st[root, X1], st[other, X1])
-                st[root, Y1] = max(st[root, Y1], st[other, Y1])
-                next_pixel[st[root, TAIL]] = st[other, HEAD]
-                st[root, TAIL] = st[other, TAIL]
+                st[root].npix += st[other].npix
+                st[root].x0 = min(st[root].x0, st[other].x0)
+                st[root].y0 = min(st[root].y0, st[other].y0)
+                st[root].x1 = max(st[root].x1, st[other].x1)
+                st[root].y1 = max(st[root].y1, st[other].y1)
+                next_pixel[st[root].tail] = st[other].head
+                st[root].tail = st[other].tail
                 dirty[root] = 1
                 hole = other
             # `hole` stopped being a live root: swap-remove it.
             last = live[n_live - 1]
-            live[st[hole, LIVEPOS]] = last
-            st[last, LIVEPOS] = st[hole, LIVEPOS]
+            live[st[hole].live_pos] = last
+            st[last].live_pos = st[hole].live_pos
             n_live -= 1
     return n_live, n_raised
 
 
 @numba.njit(cache=True)
-def best_hole_iou(width, height, st, dirty, cached, live, n_live, gt):
+def best_hole_iou(bg, n_live, gt, width, height):
     """Best IoU over the hole contours alive now (-1.0 if there is none)."""
+    st, dirty, cached, live = bg.st, bg.dirty, bg.cached, bg.live
     best = -1.0
     for j in range(n_live):
         r = live[j]
         if dirty[r]:
             # Hole contour rect = hole bbox grown by 1; the reference then
             # clips the far corner to W-1 / H-1.
-            cached[r] = best_iou(st[r, X0] - 1, st[r, Y0] - 1,
-                                 min(st[r, X1] + 2, width - 1),
-                                 min(st[r, Y1] + 2, height - 1), gt)
+            cached[r] = best_iou(st[r].x0 - 1, st[r].y0 - 1,
+                                 min(st[r].x1 + 2, width - 1),
+                                 min(st[r].y1 + 2, height - 1), gt)
             dirty[r] = 0
         best = max(best, cached[r])
     return best
 
 
 @numba.njit(cache=True)
-def hole_pass(width, height, needed, gt, offsets, q_pad, order, coords, start,
-              parent, st, inside, dirty, cached, live, next_pixel, fill_pad,
-              raised, raised_start):
+def hole_pass(ws, needed, gt):
     """Scan background growth for every cut.
 
     Args:
-      width, height: image size.
+      ws: `Workspace` of q's shape; ws.q_pad holds q and ws.order/coords/
+        start its pixels by level (`pixels_by_level`).  Fills ws.fill_pad
+        (the hole-filled map, zero frame) and lists the pixels whose fill
+        level v exceeds their own level in
+        `ws.raised[ws.raised_start[v]:ws.raised_start[v + 1]]`.
       needed: (256,) bool, cuts whose summary is wanted.
       gt: (k, 4) int64 GT boxes at input size.
-      offsets: `neighbour_offsets(W + 2)`.
-      q_pad: (H + 2, W + 2) uint8 map with a zero frame.
-      order, coords, start: pixels of q sorted by level (`pixels_by_level`).
-      fill_pad: output, (H + 2, W + 2) uint8 hole-filled map, zero frame.
-      raised, raised_start: output, pixels whose fill level v exceeds their
-        own level, in `raised[raised_start[v]:raised_start[v + 1]]`.
-      (The rest are `Workspace` buffers.)
 
     Returns:
       hole_iou: (256,) float64, best hole-contour IoU per needed cut, -1.0
         where there is no hole.
     """
+    height = ws.q_pad.shape[0] - 2
+    width = ws.q_pad.shape[1] - 2
     wp = width + 2
-    n = (height + 2) * wp
-    frame = n
-    q = q_pad.ravel()
-    # The padding is background at every cut and belongs to the frame.
-    inside[:] = 1
-    parent[:] = frame
-    fill = fill_pad.ravel()
+    bg = ws.background
+    raised, raised_start = ws.raised, ws.raised_start
+    # The padding is background at every cut and belongs to the frame
+    # (the extra node after the pixels).
+    bg.inside[:] = 1
+    bg.parent[:] = ws.q_pad.size
+    inside = bg.inside
+    fill = ws.fill_pad.ravel()
     fill[:] = 0
     for y in range(1, height + 1):
         inside[y * wp + 1:y * wp + 1 + width] = 0
@@ -176,19 +179,16 @@ def hole_pass(width, height, needed, gt, offsets, q_pad, order, coords, start,
     n_raised = 0
     for level in range(MAX_CUT + 1):
         raised_start[level] = n_raised
-        n_live, n_raised = grow_background(
-            level, order, coords, start, offsets, parent, st, inside, dirty,
-            live, n_live, next_pixel, fill, q, raised, n_raised, frame)
+        n_live, n_raised = grow_background(ws, level, n_live, n_raised)
         if needed[level]:
-            hole_iou[level] = best_hole_iou(width, height, st, dirty, cached,
-                                            live, n_live, gt)
+            hole_iou[level] = best_hole_iou(bg, n_live, gt, width, height)
     # Holes that never open keep fill level 255.
     raised_start[255] = n_raised
     for j in range(n_live):
-        pix = st[live[j], HEAD]
+        pix = bg.st[bg.live[j]].head
         while pix != -1:
             raised[n_raised] = pix
             n_raised += 1
-            pix = next_pixel[pix]
+            pix = ws.next_pixel[pix]
     raised_start[256] = n_raised
     return hole_iou

@@ -16,11 +16,13 @@ import threading
 from dataclasses import dataclass
 
 import cv2
+import numba
 import numpy as np
 
 from . import protocol
-from ._cut_summary import summarise_cuts
-from ._workspace import Workspace
+from ._component_pass import component_pass
+from ._hole_pass import hole_pass
+from ._kernels import Workspace, new_workspace, pixels_by_level
 
 # One workspace per map shape and thread: allocating fresh buffers for every
 # map costs more than the passes themselves on the target machine.
@@ -30,8 +32,23 @@ _LOCAL = threading.local()
 def _workspace(shape: tuple[int, int]) -> Workspace:
     workspaces = _LOCAL.__dict__.setdefault("workspaces", {})
     if shape not in workspaces:
-        workspaces[shape] = Workspace(*shape)
+        workspaces[shape] = new_workspace(*shape)
     return workspaces[shape]
+
+
+@numba.njit(cache=True)
+def summarise_cuts(ws, needed, gt):
+    """Per-cut summaries of the map in ws.q_pad (zero-framed uint8).
+
+    Returns (hole_iou, outer_iou, v1_iou, fallback), each (256,) by cut; see
+    `hole_pass` and `component_pass`.  Running the passes from one compiled
+    call unboxes the workspace from Python once per map, not once per pass.
+    """
+    # One sort of q serves both directions (levels read up or down).
+    pixels_by_level(ws.q_pad, ws.order, ws.coords, ws.start)
+    hole_iou = hole_pass(ws, needed, gt)
+    outer_iou, v1_iou, fallback = component_pass(ws, needed, gt)
+    return hole_iou, outer_iou, v1_iou, fallback
 
 
 @dataclass(frozen=True)
@@ -86,13 +103,7 @@ def box_iou_curves(q: np.ndarray, gt_boxes: np.ndarray,
     needed[cuts] = True
     ws = _workspace(q.shape)
     ws.q_pad[1:-1, 1:-1] = q
-    bg, fg, filled = ws.background, ws.foreground, ws.filled
-    hole_iou, outer_iou, v1_iou, fallback = summarise_cuts(
-        ws.q_pad, needed, gt, ws.offsets, ws.order, ws.coords, ws.start,
-        ws.fill_pad, ws.raised, ws.raised_start, ws.next_pixel,
-        bg.parent, bg.st, bg.inside, bg.dirty, bg.cached, bg.live,
-        fg.parent, fg.st, fg.inside, fg.dirty, fg.cached, fg.live,
-        filled.parent, filled.st, filled.inside, filled.dirty, filled.live)
+    hole_iou, outer_iou, v1_iou, fallback = summarise_cuts(ws, needed, gt)
     fallback_cuts = np.nonzero(fallback)[0]
     for cut in fallback_cuts:
         v1_iou[cut] = _literal_v1_iou(q, int(cut), gt)
