@@ -7,9 +7,14 @@ evaluator on identical inputs, asserts identical outputs and prints timings.
 
     python benchmarks/bench_evaluator.py                        # full run
     python benchmarks/bench_evaluator.py --literal-subset 300   # extrapolated
+    python benchmarks/bench_evaluator.py --from-cams            # + score maps
 
 Score maps are regenerated per batch from a seed (the full set would take
-1.2 GB); generation is not timed, only accumulate() and compute().
+1.2 GB); generation is not timed, only accumulate() and compute().  With
+`--from-cams` the batches are the raw 14x14 CAMs instead and the score-map
+preparation is timed too: the evaluation path's default (`reference_scoremaps`,
+float64, exact) on the fast side, the reference's own per-map loop (float64
+cast, cv2.resize, in-place min-max) on the literal side.
 """
 
 from __future__ import annotations
@@ -18,15 +23,18 @@ import argparse
 import json
 import time
 
+import cv2
 import numpy as np
 
 from wsolax.evaluation import WSOLEvaluator, box_iou_curves
 from wsolax.evaluation.oracle import (LiteralEvaluator, literal_v1_ious,
                                       resize_box)
 from wsolax.evaluation.protocol import make_thresholds
+from wsolax.evaluation.reference_scoremap import reference_scoremaps
 from wsolax.evaluation.synthetic import cam_like_scoremaps, random_annotations
 
 INPUT = (224, 224)
+GRID = (14, 14)
 NUM_CLASSES = 200
 BATCH = 64
 
@@ -47,6 +55,10 @@ def parse_args():
                              "boxes only) on the first N images; 0 = skip")
     parser.add_argument("--masks", action="store_true",
                         help="also compute PxAP on synthetic masks")
+    parser.add_argument("--from-cams", action="store_true",
+                        help="feed raw 14x14 CAMs and time the score-map "
+                             "preparation too (exact path vs the reference's "
+                             "per-map loop)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=str, default=None,
                         help="write the numbers to this file")
@@ -69,11 +81,15 @@ class Data:
         self.top5[:, 0] = np.where(rng.random(num_images) < 0.9, self.labels,
                                    self.top5[:, 0])
 
-    def batches(self, num_images: int):
+    def batches(self, num_images: int, raw_cams: bool = False):
         for start in range(0, num_images, BATCH):
             stop = min(start + BATCH, num_images)
             rng = np.random.default_rng((self.seed, start))
-            maps = cam_like_scoremaps(rng, stop - start, INPUT)
+            if raw_cams:  # the CAMs cam_like_scoremaps would draw from rng
+                maps = np.stack([rng.random(GRID, dtype=np.float32)
+                                 for _ in range(stop - start)])
+            else:
+                maps = cam_like_scoremaps(rng, stop - start, INPUT)
             s = slice(start, stop)
             yield (self.ids[s], maps, self.labels[s], self.top1[s],
                    self.top5[s])
@@ -87,12 +103,30 @@ class Data:
         return mask
 
 
-def run(evaluator, data: Data, num_images: int):
-    """Feed the first num_images images; returns (result, seconds)."""
+def reference_loop(cams: np.ndarray) -> np.ndarray:
+    """The reference's score-map steps, one map at a time, as it writes them."""
+    maps = []
+    for cam in cams.astype(np.float64):
+        m = cv2.resize(cam, INPUT[::-1], interpolation=cv2.INTER_CUBIC)
+        if np.isnan(m).any() or m.min() == m.max():
+            m = np.zeros_like(m)
+        else:
+            m -= m.min()
+            m /= m.max()
+        maps.append(m)
+    return np.stack(maps)
+
+
+def run(evaluator, data: Data, num_images: int, prepare=None):
+    """Feed the first num_images images; returns (result, seconds).  With
+    `prepare` the batches are raw CAMs and prepare(cams) -> score maps is
+    timed with the evaluator."""
     seconds = 0.0
-    for batch in data.batches(num_images):
+    for ids, maps, *rest in data.batches(num_images, prepare is not None):
         start = time.perf_counter()
-        evaluator.accumulate(*batch)
+        if prepare is not None:
+            maps = prepare(maps)
+        evaluator.accumulate(ids, maps, *rest)
         seconds += time.perf_counter() - start
     start = time.perf_counter()
     result = evaluator.compute(threshold_index=500)
@@ -135,12 +169,17 @@ def main():
                    np.arange(0, 1, 0.5))
 
     print(f"images: {n} ({INPUT[0]}x{INPUT[1]}), thresholds: 1000, "
-          f"fast workers: {args.workers}, masks: {args.masks}")
+          f"fast workers: {args.workers}, masks: {args.masks}, "
+          f"score maps timed (from 14x14 CAMs): {args.from_cams}")
+    fast_prepare = literal_prepare = None
+    if args.from_cams:
+        fast_prepare = lambda cams: reference_scoremaps(cams, INPUT)  # noqa: E731
+        literal_prepare = reference_loop
     fast_runs = []
     for _ in range(max(args.repeats, 1)):
         with WSOLEvaluator(data.gt_boxes, data.sizes, workers=args.workers,
                            **kwargs) as fast:
-            fast_result, seconds = run(fast, data, n)
+            fast_result, seconds = run(fast, data, n, fast_prepare)
             stats = fast.fallback_stats
         fast_runs.append(seconds)
     fast_s = float(np.median(fast_runs))
@@ -148,7 +187,7 @@ def main():
           f"(median of runs: {', '.join(f'{s:.2f}' for s in fast_runs)} s)")
 
     literal = LiteralEvaluator(data.gt_boxes, data.sizes, **kwargs)
-    literal_result, literal_s = run(literal, data, n_literal)
+    literal_result, literal_s = run(literal, data, n_literal, literal_prepare)
     per_image = literal_s / n_literal
     extrapolated = n_literal < n
     label = (f"EXTRAPOLATED from {literal_s:.2f} s measured on the first "
@@ -158,7 +197,7 @@ def main():
 
     if extrapolated:
         with WSOLEvaluator(data.gt_boxes, data.sizes, **kwargs) as subset:
-            reference, _ = run(subset, data, n_literal)
+            reference, _ = run(subset, data, n_literal, fast_prepare)
     else:
         reference = fast_result
     assert_identical(reference, literal_result)
@@ -181,7 +220,7 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"num_images": n, "workers": args.workers,
-                       "masks": args.masks,
+                       "masks": args.masks, "from_cams": args.from_cams,
                        "fast_seconds": fast_s,
                        "fast_seconds_runs": fast_runs,
                        "fast_ms_per_image": 1e3 * fast_s / n,

@@ -15,7 +15,8 @@ Both sides run the same work on the same random batch, in one process:
   `torch.optim.SGD`, eager mode.
 * eval: forward in eval mode + CAMs of the ground-truth and the top-1 class (the classifier's
   weights of that class over the 14x14 map) + top-k + bicubic upsampling to the input size +
-  per-map min-max normalisation. wsolax: `make_cam_extractor` (what the evaluator runs). PyTorch:
+  per-map min-max normalisation. wsolax: `make_cam_extractor(scoremap="device_float32")` (the
+  evaluator's on-device option; its default makes the maps on the host, in float64). PyTorch:
   the same steps under `torch.inference_mode()`.
 * forward: the plain eval-mode forward returning logits (like for like, no CAM work).
 
@@ -300,7 +301,8 @@ class JaxBench:
         self.train_fn, self.compile_s["train_step"], self.train_flops = self._aot(
             "train_step", step, self.state, batch, self.run_key)
 
-        extract = make_cam_extractor(model, mesh, (s, s))
+        # On-device score maps, like the PyTorch side of this comparison.
+        extract = make_cam_extractor(model, mesh, (s, s), scoremap="device_float32")
         variables = model_variables(self.state)
         self.eval_fn, self.compile_s["eval_cam"], self.eval_flops = self._aot(
             "eval_cam", extract, variables, batch["image"], batch["label"])

@@ -35,6 +35,7 @@ from wsolax.data.synth_render import render_example, split_labels  # noqa: E402
 from wsolax.data.synthetic import load_part_masks, read_spec  # noqa: E402
 from wsolax.data.transforms import Normalizer, resize  # noqa: E402
 from wsolax.evaluation.cams import make_cam_extractor  # noqa: E402
+from wsolax.evaluation.reference_scoremap import reference_scoremaps  # noqa: E402
 from wsolax.training import sharding  # noqa: E402
 from wsolax.training.loop import restore_for_eval  # noqa: E402
 from wsolax.training.state import model_variables  # noqa: E402
@@ -85,7 +86,8 @@ def main() -> None:
                                     mean=cfg.data.mean, std=cfg.data.std)
     for batch in pipeline.iterate(batches, num_threads=cfg.data.num_threads):
         b = sharding.put_batch({"image": batch["image"], "label": batch["label"]}, mesh)
-        maps = np.asarray(jax.device_get(extract(variables, b["image"], b["label"]))["scoremap_gt"])
+        cams = jax.device_get(extract(variables, b["image"], b["label"])["cam_gt"])
+        maps = reference_scoremaps(cams, size)
         for j in np.flatnonzero(batch["valid"]):
             index = int(batch["index"][j])
             obj = load_mask(meta, meta.image_ids[index], size) == 1

@@ -54,7 +54,8 @@ def main(num_devices: int, mode: str = "cam", precision: str = "float32", steps:
         state, metrics = step(state, sharding.put_batch(data, mesh), jax.random.key(7))
         losses.append(float(metrics["loss"]))
     # Jitted, sharded CAM extraction on the trained state (as eval.py runs it).
-    extract = make_cam_extractor(model, mesh, (48, 40))
+    # Device-made score maps, so that their sharding can be checked.
+    extract = make_cam_extractor(model, mesh, (48, 40), scoremap="device_float32")
     data = {"image": rng.normal(size=(batch, 32, 32, 3)).astype(dtype),
             "label": rng.integers(0, cfg.data.num_classes, batch).astype(np.int32)}
     device_batch = sharding.put_batch(data, mesh)

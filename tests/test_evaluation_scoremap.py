@@ -68,22 +68,24 @@ def test_normalize_matches_reference_rule():
 
 
 def test_prepare_scoremap_cv2_is_literal_reference():
+    """The reference casts the CAM to float64 (t2n) before cv2.resize, so the resize and the
+    normalisation are float64."""
     rng = np.random.default_rng(2)
     cam = rng.random((7, 9), dtype=np.float32)
-    resized = cv2.resize(cam, (40, 30), interpolation=cv2.INTER_CUBIC)
+    resized = cv2.resize(cam.astype(np.float64), (40, 30), interpolation=cv2.INTER_CUBIC)
     resized -= resized.min()
     resized /= resized.max()
-    np.testing.assert_array_equal(prepare_scoremap_cv2(cam, (30, 40)),
-                                  resized)
-    # A constant CAM stays constant under an integer upscale and becomes 0.
+    prepared = prepare_scoremap_cv2(cam, (30, 40))
+    assert prepared.dtype == np.float64
+    np.testing.assert_array_equal(prepared, resized)
     assert (prepare_scoremap_cv2(np.ones((14, 14)), (224, 224)) == 0).all()
 
 
-def test_cv2_resize_of_constant_cam_is_not_always_constant():
-    """Documented quirk of the reference: with a non-integer scale cv2's
-    cubic weights do not sum to exactly 1, so a constant CAM comes out with
-    1-ulp ripples that min-max normalisation blows up to [0, 1]."""
-    resized = cv2.resize(np.ones((7, 9), np.float32), (40, 30),
-                         interpolation=cv2.INTER_CUBIC)
-    assert resized.min() != resized.max()
-    assert prepare_scoremap_cv2(np.ones((7, 9)), (30, 40)).max() == 1.0
+def test_float32_resize_of_a_constant_cam_is_not_constant():
+    """Why the default path resizes in float64: cv2's float32 resize of a constant CAM ripples
+    by an ulp (products rounded to float32) and min-max would stretch that to [0, 1]; the
+    reference's float64 resize of the same float32 values is exactly constant -> zeros."""
+    cam = np.full((7, 9), 0.37, np.float32)
+    resized32 = cv2.resize(cam, (40, 30), interpolation=cv2.INTER_CUBIC)
+    assert resized32.min() != resized32.max()
+    assert (prepare_scoremap_cv2(cam, (30, 40)) == 0).all()

@@ -146,6 +146,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.threshold_split = "val"
     c.eval.num_overlays = 16
     c.eval.workers = 1
+    # Score maps from CAMs: "exact" = the reference's float64 cv2 resize + normalisation on the
+    # host (bit-identical maps); "device_float32" = on device in float32 (faster, not identical:
+    # docs/evaluation.md has the measured deviation).
+    c.eval.scoremap = "exact"
     c.eval.after_training = True
     return c
 
@@ -348,3 +352,5 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
              "must be percentages in (0, 100]")
     _require(e.num_overlays >= 0, "eval.num_overlays", "must be >= 0")
     _require(e.workers >= 1, "eval.workers", "must be >= 1")
+    _require(e.scoremap in ("exact", "device_float32"), "eval.scoremap",
+             f"must be 'exact' or 'device_float32', got {e.scoremap!r}")

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from wsolax import datasets
 from wsolax.data import pipeline
 from wsolax.data.metadata import load_mask
-from wsolax.evaluation.cams import make_cam_extractor
+from wsolax.evaluation.cams import gt_scoremaps, make_cam_extractor
 from wsolax.evaluation.evaluator import WSOLEvaluator, best_threshold_index
 from wsolax.evaluation.processes import merge_across_processes
 from wsolax.evaluation.report import write_overlays, write_report
@@ -61,14 +61,16 @@ def collect_split(cfg: ml_collections.ConfigDict, split: str, extractor, variabl
                extractor(variables, device_batch["image"], device_batch["label"]).items()}
         valid = np.asarray(batch["valid"], bool)
         ids = [meta.image_ids[i] for i in np.asarray(batch["index"])[valid]]
-        evaluator.accumulate(ids, out["scoremap_gt"][valid], batch["label"][valid],
+        # Default "exact": the reference's float64 resize + normalisation of the raw CAMs.
+        scoremaps = gt_scoremaps(out, cfg.eval.scoremap, size)
+        evaluator.accumulate(ids, scoremaps[valid], batch["label"][valid],
                              top1=out["top1"][valid], top5=out["topk"][valid])
         for image_id, j in zip(ids, np.flatnonzero(valid)):
             if len(kept) >= keep:
                 break
             image = batch["image"][j] * np.asarray(cfg.data.std) + np.asarray(cfg.data.mean)
             kept.append({"image_id": image_id, "image": image, "label": int(batch["label"][j]),
-                         "top1": int(out["top1"][j]), "scoremap": out["scoremap_gt"][j],
+                         "top1": int(out["top1"][j]), "scoremap": scoremaps[j],
                          "gt_boxes": meta.boxes[image_id], "image_size": meta.sizes[image_id]})
     return merge_across_processes(evaluator, split), kept
 
@@ -108,7 +110,7 @@ def evaluate(cfg: ml_collections.ConfigDict, workdir: str | Path, splits=None, d
     model, state = restore_for_eval(cfg, workdir, mesh)
     variables = model_variables(state)
     size = (cfg.data.crop_size, cfg.data.crop_size)
-    extractor = make_cam_extractor(model, mesh, size)
+    extractor = make_cam_extractor(model, mesh, size, scoremap=cfg.eval.scoremap)
 
     splits = list(splits or cfg.eval.splits)
     threshold_split = cfg.eval.threshold_split

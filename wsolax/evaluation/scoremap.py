@@ -1,24 +1,30 @@
-"""Score-map preparation: CAM -> input-size map in [0, 1].
+"""Score-map preparation on device (opt-in): CAM -> input-size map in [0, 1], in float32.
 
-The protocol resizes the CAM of the chosen class to the input size with
-OpenCV's bicubic interpolation, then min-max normalises it (a constant or
-NaN-containing map becomes all zeros).
+The protocol resizes the CAM of the chosen class to the input size with OpenCV's bicubic
+interpolation, then min-max normalises it (a constant or NaN-containing map becomes all zeros).
+The reference does both in float64 (its CAMs are cast to float64 before `cv2.resize`); the
+default evaluation path does exactly that on the host (`reference_scoremap.py`).
 
-`resize_cams` / `normalize_scoremaps` do this in JAX on device (jittable):
-bicubic resizing is separable and linear, so it is two matmuls with fixed
-interpolation matrices built to match cv2.INTER_CUBIC.  Float matmuls cannot
-be bit-identical to OpenCV (errors ~1e-7); `prepare_scoremap_cv2` is the
-literal numpy/cv2 path for bit-exact reproduction of published numbers.
+`resize_cams` / `normalize_scoremaps` are the opt-in alternative that keeps the work on the
+device (`eval.scoremap = "device_float32"`): jittable JAX, bicubic resizing as two float32
+matmuls with fixed interpolation matrices built to match cv2.INTER_CUBIC.  They are not
+bit-identical to the reference: errors of a few float32 ulps of the CAM's magnitude, which
+min-max normalisation multiplies by magnitude / range (bound: 64 (1 + max|R| / range R) 2^-24,
+R the resized map) -- harmless on ordinary CAMs (8-bit maps then differ by at most one level),
+but a constant float32 CAM, exactly constant after the reference's float64 resize at every
+scale, comes out of the float32 resize with ripples that normalisation stretches to [0, 1].
+docs/evaluation.md has the measured deviation.
 """
 
 from __future__ import annotations
 
 import functools
 
-import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from .reference_scoremap import reference_scoremaps
 
 # OpenCV's bicubic kernel parameter.
 _CUBIC_A = -0.75
@@ -94,7 +100,5 @@ def normalize_scoremap_np(cam: np.ndarray) -> np.ndarray:
 
 
 def prepare_scoremap_cv2(cam: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    """Literal reference path: cv2 bicubic resize, then normalisation."""
-    resized = cv2.resize(np.asarray(cam, np.float32), (out_hw[1], out_hw[0]),
-                         interpolation=cv2.INTER_CUBIC)
-    return normalize_scoremap_np(resized)
+    """One map through the reference path: float64 cast, cv2 bicubic resize, normalisation."""
+    return reference_scoremaps(np.asarray(cam)[None], out_hw)[0]

@@ -153,7 +153,8 @@ def make_validator(cfg: ml_collections.ConfigDict, model, mesh):
     from wsolax.evaluation.cams import make_cam_extractor
     from wsolax.evaluation.run import score_split
 
-    extractor = make_cam_extractor(model, mesh, (cfg.data.crop_size, cfg.data.crop_size))
+    extractor = make_cam_extractor(model, mesh, (cfg.data.crop_size, cfg.data.crop_size),
+                                   scoremap=cfg.eval.scoremap)
 
     def validate(state: TrainState) -> dict:
         result, _ = score_split(cfg, cfg.data.val_split, extractor, model_variables(state), mesh)
