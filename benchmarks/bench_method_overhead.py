@@ -28,10 +28,11 @@ import numpy as np
 from wsolax.config import base_config, load_config
 from wsolax.methods.placements import paper_inserts
 from wsolax.methods.where_to_look import scaled_patch_sizes
-from wsolax.models.registry import build_model
+from wsolax.registry import build_model
 from wsolax.training.objectives import build_objective
 from wsolax.training.optim import make_optimizer
-from wsolax.training.state import init_key, init_state
+from wsolax.models.wsol_model import init_key
+from wsolax.training.state import init_state
 from wsolax.training.step import make_train_step
 
 

@@ -266,10 +266,11 @@ class JaxBench:
         from wsolax.config import base_config
         from wsolax.evaluation.cams import make_cam_extractor
         from wsolax.methods.placements import paper_inserts
-        from wsolax.models.registry import build_model
-        from wsolax.training import sharding
+        from wsolax.registry import build_model
+        from wsolax import sharding
         from wsolax.training.optim import make_optimizer
-        from wsolax.training.state import init_key, init_state, model_variables
+        from wsolax.models.wsol_model import init_key
+        from wsolax.training.state import init_state, model_variables
         from wsolax.training.step import make_train_step
 
         self.jax = jax

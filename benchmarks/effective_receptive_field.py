@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from wsolax import datasets  # noqa: E402
 from wsolax.config import load_config  # noqa: E402
 from wsolax.data import pipeline  # noqa: E402
-from wsolax.training import sharding  # noqa: E402
+from wsolax import sharding  # noqa: E402
 from wsolax.training.loop import build_training, start_from_converted  # noqa: E402
 from wsolax.training.state import model_variables  # noqa: E402
 
@@ -38,7 +38,7 @@ def main() -> None:
     args, overrides = p.parse_known_args()
     cfg = load_config(args.config, overrides)
     mesh = sharding.data_mesh(jax.devices()[:1])
-    meta = datasets.load_split(cfg.data, cfg.data.test_split)
+    meta = datasets.load_split(cfg.data, cfg.eval.splits[0])
     model, tx, _, state, _, _ = build_training(cfg, 1024, mesh)
     if cfg.model.init_from:
         state = start_from_converted(cfg, state, tx, mesh)

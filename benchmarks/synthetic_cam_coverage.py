@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from wsolax import datasets  # noqa: E402
+from wsolax import datasets, sharding  # noqa: E402
 from wsolax.config import load_config  # noqa: E402
 from wsolax.data import pipeline  # noqa: E402
 from wsolax.data.metadata import load_mask  # noqa: E402
@@ -36,9 +36,7 @@ from wsolax.data.synthetic import load_part_masks, read_spec  # noqa: E402
 from wsolax.data.transforms import Normalizer, resize  # noqa: E402
 from wsolax.evaluation.cams import make_cam_extractor  # noqa: E402
 from wsolax.evaluation.reference_scoremap import reference_scoremaps  # noqa: E402
-from wsolax.training import sharding  # noqa: E402
-from wsolax.training.loop import restore_for_eval  # noqa: E402
-from wsolax.training.state import model_variables  # noqa: E402
+from wsolax.checkpoint import restore_model  # noqa: E402
 
 
 def part_out_accuracy(cfg, model, variables, mesh, meta, split, size, batch=100):
@@ -74,8 +72,7 @@ def main() -> None:
     cfg = load_config(args.config, overrides)
     workdir = Path(args.workdir or cfg.workdir)
     mesh = sharding.data_mesh()
-    model, state = restore_for_eval(cfg, workdir, mesh)
-    variables = model_variables(state)
+    model, variables, _ = restore_model(cfg, workdir, mesh)
     size = (cfg.data.crop_size, cfg.data.crop_size)
     extract = make_cam_extractor(model, mesh, size)
     meta = datasets.load_split(cfg.data, args.split)

@@ -4,11 +4,13 @@ VGG16-GAP). Drop rate 0.75 as in the paper; gamma 0.9 (the paper's ResNet value)
 
 import synthetic_cam
 
+from wsolax.config import arg_suffix
+
 
 def get_config(variant: str | None = None):
     c = synthetic_cam.get_config(variant)  # runlocal, finetune
     c.name = "synthetic_adl"
-    c.workdir = "runs/synthetic_adl" + synthetic_cam.workdir_suffix(variant)
+    c.workdir = "runs/synthetic_adl" + arg_suffix(variant)
     c.model.inserts = (("stage3", "adl"), ("stage4", "adl"))
     c.model.methods.adl = {"drop_rate": 0.75, "gamma": 0.9}
     return c

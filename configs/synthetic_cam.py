@@ -21,23 +21,10 @@ Variants (comma-separated; the method configs built on this one accept them too)
 
 import _benchmark
 
-from wsolax.config import base_config
+from wsolax.config import arg_suffix, base_config, parse_arg
 
 
 BASE_TOKENS = ("runlocal", "finetune", "finegrained", "scratch")
-
-
-def parse_variant(variant: str | None, known=BASE_TOKENS) -> dict[str, str]:
-    """'a,b=1' -> {'a': '', 'b': '1'}; unknown tokens are an error."""
-    opts = {}
-    for token in (variant or "").split(","):
-        if not token:
-            continue
-        name, _, value = token.partition("=")
-        if name not in known:
-            raise ValueError(f"unknown variant token {token!r}; known: {', '.join(known)}")
-        opts[name] = value
-    return opts
 
 
 def base_variant(opts: dict[str, str]) -> str | None:
@@ -45,12 +32,8 @@ def base_variant(opts: dict[str, str]) -> str | None:
     return ",".join(t for t in BASE_TOKENS if t in opts) or None
 
 
-def workdir_suffix(variant: str | None) -> str:
-    return "" if not variant else "_" + variant.replace(",", "_").replace("=", "")
-
-
 def get_config(variant: str | None = None):
-    opts = parse_variant(variant)
+    opts = parse_arg(variant, BASE_TOKENS)
     c = base_config()
     c.name = "synthetic_cam"
     c.workdir = "runs/synthetic_cam"
@@ -84,7 +67,7 @@ def get_config(variant: str | None = None):
     c.eval.splits = ("test",)
     c.eval.threshold_split = "val"
 
-    c.workdir += workdir_suffix(variant)
+    c.workdir += arg_suffix(variant)
     if "finetune" in opts:
         c.model.init_from = "runs/synthetic_cam/backbone.safetensors"
         c.train.epochs = 5

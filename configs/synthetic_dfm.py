@@ -10,11 +10,13 @@ omega 0.15, delta 0.6, gamma 0.4, tau 0.7), written out so the run records them.
 
 import synthetic_cam
 
+from wsolax.config import arg_suffix
+
 
 def get_config(variant: str | None = None):
     c = synthetic_cam.get_config(variant)  # runlocal, finetune
     c.name = "synthetic_dfm"
-    c.workdir = "runs/synthetic_dfm" + synthetic_cam.workdir_suffix(variant)
+    c.workdir = "runs/synthetic_dfm" + arg_suffix(variant)
     c.model.inserts = (("stage3", "dfm"), ("stage4", "dfm"))
     c.model.methods.dfm = {"alpha": 0.85, "beta": 0.95, "omega": 0.15, "delta": 0.6,
                            "gamma": 0.4, "tau": 0.7}

@@ -14,7 +14,7 @@ Variants: `synthetic_dgdm.py:<tokens>`, comma-separated, e.g. `:runlocal,block=3
   runlocal          seconds-long smoke run (as synthetic_cam.py:runlocal)
   finetune          from a CAM run's backbone (as synthetic_cam.py:finetune)
   block=N           Table 1 block_size (1, 2, 3, 4)
-  adap=D            Table 1 "Adap_7": block = floor(H / D) per map (adap=7)
+  adap=D            Table 1's adaptive block, block_divisor=D (adap=7: "Adap_7")
   components=C      Table 1 rows: stage1 (M_drop2_stage1: discriminative blocks only, no CAGD),
                     stage2 (+ background blocks, no CAGD), full (+ CAGD M_drop1; default)
   beta=X            Table 1 lower block: CAGD threshold multiple (2, 2.5, 3, 3.5)
@@ -25,11 +25,14 @@ The same can be set with overrides, e.g. `--config.model.methods.dgdm.block_size
 
 import synthetic_cam
 
+from wsolax.config import arg_suffix, parse_arg
+from wsolax.methods.dgdm import DGDM
+
 INSERTS = {
     "all": tuple((s, "dgdm") for s in ("stage1", "stage2", "stage3", "stage4")),
     "high": (("stage3", "dgdm"), ("stage4", "dgdm")),
 }
-DEFAULT_DELTA_LOW = 0.05  # as wsolax.methods.dgdm.DGDM; 0 turns background removal off
+DEFAULT_DELTA_LOW = DGDM.delta_low
 # Table 1 component rows -> (delta_low, alpha).
 COMPONENTS = {"stage1": (0.0, 0.0), "stage2": (DEFAULT_DELTA_LOW, 0.0),
               "full": (DEFAULT_DELTA_LOW, 0.5)}
@@ -41,11 +44,11 @@ def paper_block_size(crop_size: int, stride: int = 8) -> int:
 
 
 def get_config(variant: str | None = None):
-    opts = synthetic_cam.parse_variant(
+    opts = parse_arg(
         variant, synthetic_cam.BASE_TOKENS + ("block", "adap", "components", "beta", "inserts"))
     c = synthetic_cam.get_config(synthetic_cam.base_variant(opts))
     c.name = "synthetic_dgdm"
-    c.workdir = "runs/synthetic_dgdm" + synthetic_cam.workdir_suffix(variant)
+    c.workdir = "runs/synthetic_dgdm" + arg_suffix(variant)
 
     if opts.get("inserts", "all") not in INSERTS:
         raise ValueError(f"inserts={opts['inserts']!r}; known: {sorted(INSERTS)}")

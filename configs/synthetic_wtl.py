@@ -15,15 +15,17 @@ Variants (comma-separated, e.g. `synthetic_wtl.py:runlocal,patch=9`):
 
 import synthetic_cam
 
+from wsolax.config import arg_suffix, parse_arg
+
 from wsolax.methods.where_to_look import scaled_patch_sizes
 
 
 def get_config(variant: str | None = None):
-    opts = synthetic_cam.parse_variant(
+    opts = parse_arg(
         variant, synthetic_cam.BASE_TOKENS + ("patch", "nofusion", "test"))
     c = synthetic_cam.get_config(synthetic_cam.base_variant(opts))
     c.name = "synthetic_wtl"
-    c.workdir = "runs/synthetic_wtl" + synthetic_cam.workdir_suffix(variant)
+    c.workdir = "runs/synthetic_wtl" + arg_suffix(variant)
 
     c.model.head = "where_to_look"
     c.model.wtl.patch_sizes = scaled_patch_sizes(c.data.crop_size)

@@ -10,7 +10,7 @@ import torch
 
 from wsolax.config import base_config
 from wsolax.models.layers import BatchNorm
-from wsolax.training.state import init_key
+from wsolax.models.wsol_model import init_key
 
 
 def backbone_config(backbone: str, num_classes: int, **model):

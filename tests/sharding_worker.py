@@ -15,11 +15,12 @@ import numpy as np
 
 from wsolax.config import base_config
 from wsolax.evaluation.cams import make_cam_extractor
-from wsolax.models.registry import build_model
-from wsolax.training import sharding
+from wsolax.registry import build_model
+from wsolax import sharding
 from wsolax.training.optim import make_optimizer
 from wsolax.training.objectives import build_objective
-from wsolax.training.state import init_key, init_state
+from wsolax.models.wsol_model import init_key
+from wsolax.training.state import init_state
 from wsolax.training.step import make_train_step
 
 

@@ -104,8 +104,8 @@ def test_module_draws_from_the_dropout_stream():
 
 def test_adl_placed_by_config_is_identity_at_eval_and_active_in_training():
     from wsolax.config import load_config
-    from wsolax.models.registry import build_model
-    from wsolax.training.state import init_key
+    from wsolax.registry import build_model
+    from wsolax.models.wsol_model import init_key
 
     cfg = load_config("configs/synthetic_adl.py", ["--config.model.width=4"])
     plain_cfg = load_config("configs/synthetic_cam.py", ["--config.model.width=4"])
@@ -122,7 +122,7 @@ def test_adl_placed_by_config_is_identity_at_eval_and_active_in_training():
 
 def test_unknown_adl_hyperparameter_is_named():
     from wsolax.config import load_config
-    from wsolax.models.registry import build_model
+    from wsolax.registry import build_model
 
     cfg = load_config("configs/synthetic_adl.py", ["--config.model.methods.adl.gama=0.8"])
     with pytest.raises(ValueError, match="model.methods.adl.gama"):

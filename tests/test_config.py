@@ -1,6 +1,6 @@
 import pytest
 
-from wsolax.config import ConfigError, apply_override, base_config, load_config
+from wsolax.config import ConfigError, load_config
 
 CONFIG = "configs/synthetic_cam.py"
 
@@ -60,7 +60,7 @@ def test_missing_config_file():
 
 def test_malformed_override():
     with pytest.raises(ConfigError, match="key=value"):
-        apply_override(base_config(), "--config.train.epochs")
+        load_config(CONFIG, ["--config.train.epochs"])
 
 
 def test_every_committed_config_validates():
@@ -97,3 +97,20 @@ def test_finetune_variant_of_every_synthetic_method(method):
     assert tuned.workdir != scratch.workdir
     with pytest.raises(ValueError, match="unknown variant token 'fine'"):
         load_config(f"configs/synthetic_{method}.py:fine")
+
+
+def test_a_string_key_takes_plain_or_quoted_text():
+    cfg = load_config(CONFIG, ["--config.workdir='/tmp/a b'", '--config.data.root="data/x"',
+                               "--config.name=plain"])
+    assert (cfg.workdir, cfg.data.root, cfg.name) == ("/tmp/a b", "data/x", "plain")
+
+
+def test_free_form_sections_take_new_keys_typed_as_literals():
+    cfg = load_config("configs/synthetic_adl.py", ["--config.model.methods.adl.gamma=0.5",
+                                                   "--config.data.synthetic.num_test=7"])
+    assert cfg.model.methods.adl.gamma == 0.5 and cfg.data.synthetic.num_test == 7
+
+
+def test_a_section_the_config_lacks_is_named():
+    with pytest.raises(ConfigError, match="no section 'dgdm'"):
+        load_config(CONFIG, ["--config.model.methods.dgdm.alpha=0.5"])

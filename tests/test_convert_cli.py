@@ -10,7 +10,7 @@ from test_resnet import _torch_state_dict  # the independent torchvision-layout 
 
 from wsolax.cli import convert_main
 from wsolax.config import load_config
-from wsolax.training import sharding
+from wsolax import sharding
 from wsolax.training.loop import build_training, start_from_converted
 
 SMALL = ["--config.model.backbone=resnet18", "--config.data.crop_size=32",

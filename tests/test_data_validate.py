@@ -18,7 +18,8 @@ from wsolax.config import ConfigError, load_config
 from wsolax.data.errors import DatasetError
 from wsolax.data.image_io import decode_rgb
 from wsolax.data.metadata import load_split
-from wsolax.data.validate import format_reports, kind_of, validate
+from wsolax.data.validate import format_reports, kind_of
+from wsolax.datasets import validate_dataset
 from wsolax.validate import main as validate_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +65,7 @@ def _cfg(root: Path, *extra: str):
 
 
 def _report(root: Path, *extra: str, decode: bool = False):
-    return {r.split: r for r in validate(_cfg(root, *extra).data, decode=decode)}
+    return {r.split: r for r in validate_dataset(_cfg(root, *extra), decode=decode)}
 
 
 def _replace_line(path: Path, lineno: int, text: str) -> None:

@@ -277,7 +277,7 @@ def test_module_draws_from_the_dropout_stream():
 
 
 def test_registry_sees_exactly_the_hyperparameters():
-    from wsolax.models.registry import method_hparams
+    from wsolax.registry import method_hparams
 
     assert set(method_hparams("dfm")) == {"alpha", "beta", "omega", "delta", "gamma", "tau",
                                           "per_sample"}
@@ -297,8 +297,8 @@ def test_config_loads(variant):
 
 def test_dfm_placed_by_config_is_identity_at_eval_and_active_in_training():
     from wsolax.config import load_config
-    from wsolax.models.registry import build_model
-    from wsolax.training.state import init_key
+    from wsolax.registry import build_model
+    from wsolax.models.wsol_model import init_key
 
     cfg = load_config("configs/synthetic_dfm.py", ["--config.model.width=4"])
     plain_cfg = load_config("configs/synthetic_cam.py", ["--config.model.width=4"])
@@ -321,7 +321,7 @@ def test_dfm_placed_by_config_is_identity_at_eval_and_active_in_training():
 
 def test_unknown_dfm_hyperparameter_is_named():
     from wsolax.config import load_config
-    from wsolax.models.registry import build_model
+    from wsolax.registry import build_model
 
     cfg = load_config("configs/synthetic_dfm.py", ["--config.model.methods.dfm.omgea=0.2"])
     with pytest.raises(ValueError, match="model.methods.dfm.omgea"):

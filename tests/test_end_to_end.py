@@ -10,7 +10,7 @@ import pytest
 from wsolax.cli import eval_main, train_main
 from wsolax.config import load_config
 from wsolax.evaluation.run import evaluate
-from wsolax.training.checkpoint import CheckpointError
+from wsolax.checkpoint import CheckpointError
 from wsolax.training.loop import train
 
 CONFIG = "configs/synthetic_cam.py"
@@ -182,7 +182,7 @@ def test_export_backbone_then_finetune_another_method_from_it(trained, tmp_path,
     from flax import traverse_util
 
     from wsolax.cli import export_main
-    from wsolax.training import sharding
+    from wsolax import sharding
     from wsolax.training.loop import build_training, start_from_converted
 
     tmp, _, result = trained

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from wsolax.config import base_config
-from wsolax.models import registry
+from wsolax import registry
 from wsolax.models.heads import GAPLinearHead
-from wsolax.models.registry import build_model
-from wsolax.training.state import init_key
+from wsolax.registry import build_model
+from wsolax.models.wsol_model import init_key
 
 # Numerically sensitive: CI runs these again with XLA capped at AVX2 (.ci/run).
 pytestmark = pytest.mark.numerics

@@ -16,10 +16,10 @@ import numpy as np
 
 from test_end_to_end import CONFIG, tiny_overrides
 
-from wsolax import datasets
+from wsolax import datasets, sharding
 from wsolax.config import load_config
-from wsolax.training import sharding
-from wsolax.training.loop import restore_for_eval
+from wsolax.checkpoint import Checkpointer, model_stamp
+from wsolax.training.loop import build_training
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,14 @@ def _two_processes(tmp: Path, workdir: Path, steps: int, *extra: str) -> list[st
 def _state(tmp: Path, workdir: Path):
     cfg = load_config(CONFIG, tiny_overrides(tmp, **{"train.epochs": 10,
                                                      "data.synthetic.num_train": 64}))
-    return restore_for_eval(cfg, workdir, sharding.data_mesh(jax.devices()[:1]))[1]
+    # The whole train state (optimizer included): resuming must continue bit for bit.
+    mesh = sharding.data_mesh(jax.devices()[:1])
+    _, _, _, state, _, _ = build_training(cfg, 64, mesh)
+    ckpt = Checkpointer(workdir / "checkpoints")
+    try:
+        return ckpt.restore(state, model_stamp(cfg, state.params))
+    finally:
+        ckpt.close()
 
 
 def _assert_same(a, b) -> None:

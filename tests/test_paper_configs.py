@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import pytest
 
 from wsolax.config import load_config
-from wsolax.models.registry import build_model
+from wsolax.registry import build_model
 from wsolax.training.optim import param_groups
-from wsolax.training.state import init_key
+from wsolax.models.wsol_model import init_key
 
 PAPER = {  # config -> (backbone, method, stages, classes)
     "cub_adl_vgg16": ("vgg16_gap", "adl", ("pool3", "pool4", "conv5_3"), 200),

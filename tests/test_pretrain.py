@@ -9,10 +9,10 @@ from flax import traverse_util
 from safetensors.numpy import load_file
 
 from wsolax.config import load_config
-from wsolax.models.registry import build_model
+from wsolax.registry import build_model
 from wsolax.pretrain import main as pretrain_main
 from wsolax.pretrain import tensors_sha256
-from wsolax.training.state import init_key
+from wsolax.models.wsol_model import init_key
 from wsolax.weights import overlay
 
 TINY = ["--config.data.synthetic.image_size=32", "--config.data.resize_size=36",

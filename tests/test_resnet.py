@@ -25,8 +25,9 @@ import torch.nn.functional as F
 from flax import traverse_util
 
 from backbone_testing import backbone_config
-from wsolax.models import registry, resnet
-from wsolax.models.registry import build_model
+from wsolax import registry
+from wsolax.models import resnet
+from wsolax.registry import build_model
 from wsolax.weights import convert_torch_state_dict
 
 # Numerically sensitive: CI runs these again with XLA capped at AVX2 (.ci/run).

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from backbone_testing import backbone_config, numpy_variables, torch_one_thread  # noqa: F401  (autouse fixture)
 
 from wsolax.models import vgg
-from wsolax.models.registry import backbone_module, build_model
-from wsolax.training.state import init_key
+from wsolax.registry import backbone_module, build_model
+from wsolax.models.wsol_model import init_key
 from wsolax.weights import convert_torch_state_dict
 
 # Numerically sensitive: CI runs these again with XLA capped at AVX2 (.ci/run).

@@ -14,10 +14,11 @@ from wsolax.config import base_config, load_config
 from wsolax.methods.where_to_look import (
     CAAM, SSAM, WhereToLookHead, caam, complementary_pair, fusion_loss, hidden_mask,
     scaled_patch_sizes, ssam)
-from wsolax.models.registry import build_model
+from wsolax.registry import build_model
 from wsolax.training.objectives import build_objective
 from wsolax.training.optim import make_optimizer
-from wsolax.training.state import init_key, init_state
+from wsolax.models.wsol_model import init_key
+from wsolax.training.state import init_state
 from wsolax.training.step import make_train_step
 
 # Numerically sensitive: CI runs these again with XLA capped at AVX2 (.ci/run).

@@ -25,7 +25,7 @@ def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
 def guarded(run) -> int:
     """Run `run()`; user-facing errors (config, data, checkpoint) become one line and exit code 2."""
     from wsolax.data.metadata import DatasetError
-    from wsolax.training.checkpoint import CheckpointError
+    from wsolax.checkpoint import CheckpointError
 
     try:
         run()
@@ -129,7 +129,7 @@ def convert_main(argv: list[str]) -> int:
         print(report.summary())
         print(f"saved {path}; train with --config.model.init_from={path}")
         if args.eval_workdir:
-            from wsolax.weights.as_run import write_eval_run
+            from wsolax.training.converted_run import write_eval_run
             workdir = write_eval_run(cfg, path, args.eval_workdir)
             print(f"wrote {workdir}; evaluate with python eval.py --config {args.config} "
                   f"--workdir {workdir}")

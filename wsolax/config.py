@@ -1,4 +1,4 @@
-"""Configs as code: load `configs/<name>.py`, apply `--config.a.b=value` overrides, validate.
+"""Configs as code: load `configs/<name>.py:arg`, apply `--config.a.b=value` overrides, validate.
 
 Every config starts from :func:`base_config`, which lists every key wsolax knows with its default.
 Overrides and config files may only set keys that exist there, so a typo fails loudly with the key's
@@ -8,17 +8,20 @@ name instead of being silently ignored.
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
-import importlib.util
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 import ml_collections
+from absl import flags
+from ml_collections import config_flags
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from wsolax.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
 
 
 # Sections whose keys are checked by their consumer rather than by base_config(): method
@@ -28,6 +31,25 @@ FREE_FORM = ("model.methods", "data.synthetic")
 
 class ConfigError(ValueError):
     """A config file, override or value that wsolax cannot use."""
+
+
+def parse_arg(arg: str | None, known: Sequence[str]) -> dict[str, str]:
+    """A config's `file.py:arg` (the string config_flags passes to get_config), read as
+    comma-separated tokens: 'a,b=1' -> {'a': '', 'b': '1'}; a token not in `known` is an error."""
+    opts = {}
+    for token in (arg or "").split(","):
+        if not token:
+            continue
+        name, _, value = token.partition("=")
+        if name not in known:
+            raise ConfigError(f"unknown variant token {token!r}; known: {', '.join(known)}")
+        opts[name] = value
+    return opts
+
+
+def arg_suffix(arg: str | None) -> str:
+    """A workdir suffix naming the variant ('finegrained,block=3' -> '_finegrained_block3')."""
+    return "" if not arg else "_" + arg.replace(",", "_").replace("=", "")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -50,8 +72,6 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.tfds_name = ""
     c.data.num_classes = 10
     c.data.train_split = "train"
-    c.data.val_split = "val"
-    c.data.test_split = "test"
     c.data.resize_size = 72
     c.data.crop_size = 64
     c.data.mean = IMAGENET_MEAN
@@ -155,38 +175,91 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
-    """Load `path` (optionally `path:arg` passed to get_config), apply `a.b=value` overrides, validate."""
+    """Load `path` (optionally `path:arg` passed to get_config), apply `--config.a.b=value`
+    overrides, validate.
+
+    `ml_collections.config_flags` loads the file and parses the overrides, typed by the value they
+    replace; on top, an unknown key is named with the closest known one, and every value is
+    checked (:func:`validate`).
+    """
     path = str(path)
-    arg = None
-    if ":" in Path(path).name:
-        path, arg = path.rsplit(":", 1)
-    file = Path(path)
+    file = Path(path.rsplit(":", 1)[0] if ":" in Path(path).name else path)
     if not file.is_file():
         raise ConfigError(f"config file not found: {file}")
-    spec = importlib.util.spec_from_file_location(f"wsolax_config_{file.stem}", file)
-    module = importlib.util.module_from_spec(spec)
-    # Configs build on each other (`import synthetic_cam`, `import _paper`): their folder is
-    # importable while one is loaded and built. Sibling modules are forgotten afterwards, so the
-    # next load reads the files again (edited configs, or another folder with the same names).
+    overrides = [_checked_override(item) for item in overrides]
+    argv = ["wsolax", f"--config={path}", *overrides]
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", default=None, flag_values=flag_values,
+                                    lock_config=False, accept_new_attributes=True, sys_argv=argv)
+    with _siblings_importable(file):
+        try:
+            flag_values(argv)
+            cfg = flag_values.config
+        except flags.Error as e:
+            raise ConfigError(_flag_error_message(e)) from None
+        except KeyError as e:  # an override inside a free-form section the config lacks
+            section = str(e.args[0]).strip("'")
+            raise ConfigError(f"config has no section '{section}' for the override(s) "
+                              f"{' '.join(overrides)}") from None
+    if not isinstance(cfg, ml_collections.ConfigDict):
+        raise ConfigError(f"{file}: get_config() must return an ml_collections.ConfigDict")
+    check_known_keys(cfg)
+    validate(cfg)
+    return cfg
+
+
+@contextlib.contextmanager
+def _siblings_importable(file: Path):
+    """Configs build on each other (`import synthetic_cam`, `import _paper`): their folder is
+    importable while one is loaded and built. Sibling modules are forgotten afterwards, so the
+    next load reads the files again (edited configs, or another folder with the same names)."""
     folder = str(file.resolve().parent)
     before = set(sys.modules)
     sys.path.insert(0, folder)
     try:
-        spec.loader.exec_module(module)
-        if not hasattr(module, "get_config"):
-            raise ConfigError(f"{file} defines no get_config()")
-        cfg = module.get_config(arg) if arg is not None else module.get_config()
+        yield
     finally:
         sys.path.remove(folder)
         for name in set(sys.modules) - before:
             origin = getattr(sys.modules[name], "__file__", None) or ""
-            if str(Path(origin).resolve().parent) == folder:
+            if name == "config_config" or str(Path(origin).resolve().parent) == folder:
                 del sys.modules[name]
-    check_known_keys(cfg)
-    for item in overrides:
-        apply_override(cfg, item)
-    validate(cfg)
-    return cfg
+
+
+def _checked_override(item: str) -> str:
+    """`--config.a.b=v` (prefixes optional) with its key known to base_config(), or a ConfigError
+    naming the key and the closest known one (config_flags alone would accept any new key, as the
+    free-form sections need)."""
+    item = item.removeprefix("--").removeprefix("config.")
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like --config.key=value")
+    key, text = item.split("=", 1)
+    known = _flatten(base_config())
+    if key not in known and not key.startswith(tuple(f + "." for f in FREE_FORM)):
+        raise _unknown_key_error(key, list(known))
+    if isinstance(known.get(key), str) and text[:1] in "'\"" and len(text) > 1:
+        # A string key also takes a quoted Python literal (--config.workdir="'runs/a b'"), as the
+        # free-form keys do; config_flags would keep the quotes.
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = None
+        if isinstance(value, str):
+            text = value
+    return f"--config.{key}={text}"
+
+
+def _flag_error_message(error: flags.Error) -> str:
+    """absl's message, with the flag named as the config key (`--config.a.b` -> 'a.b'); an error
+    raised by the config's get_config() is given as its own last line, without the traceback
+    config_flags wraps it in."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    if "Error whilst parsing config file" in str(error):
+        return lines[-1].split(": ", 1)[-1]
+    text = " ".join(str(error).split())
+    match = re.search(r"--config\.([\w.]+)", text) or re.search(r"flag --([\w.]+)", text)
+    key = match[1] if match else "config"
+    return f"config key '{key}': {text}"
 
 
 def _flatten(cfg: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
@@ -212,66 +285,6 @@ def check_known_keys(cfg: ml_collections.ConfigDict) -> None:
     for key in _flatten(cfg):
         if key not in known and not key.startswith(FREE_FORM):
             raise _unknown_key_error(key, list(known))
-
-
-def _parse_value(key: str, text: str, current: Any) -> Any:
-    if isinstance(current, str):
-        # Accept both --config.a=text and --config.a="'text'" (a quoted Python literal).
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            return text
-        return value if isinstance(value, str) else text
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        if isinstance(current, bool) and text.lower() in ("true", "false"):
-            return text.lower() == "true"
-        raise ConfigError(f"config key '{key}': cannot parse value {text!r}") from None
-    if isinstance(current, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"config key '{key}' expects true/false, got {text!r}")
-    elif isinstance(current, int):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ConfigError(f"config key '{key}' expects an integer, got {text!r}")
-    elif isinstance(current, float):
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise ConfigError(f"config key '{key}' expects a number, got {text!r}")
-        value = float(value)
-    elif isinstance(current, tuple):
-        if isinstance(value, list):
-            value = tuple(value)
-        if not isinstance(value, tuple):
-            value = (value,)
-    return value
-
-
-def apply_override(cfg: ml_collections.ConfigDict, item: str) -> None:
-    """Apply one `a.b=value` override (the `--config.` prefix is optional)."""
-    item = item.removeprefix("--").removeprefix("config.")
-    if "=" not in item:
-        raise ConfigError(f"override {item!r} must look like --config.key=value")
-    key, text = item.split("=", 1)
-    parts = key.split(".")
-    node = cfg
-    for i, part in enumerate(parts[:-1]):
-        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-            raise _unknown_key_error(key, list(_flatten(cfg)))
-        node = node[part]
-    leaf = parts[-1]
-    free_form = key.startswith(tuple(f + "." for f in FREE_FORM))
-    if not isinstance(node, ml_collections.ConfigDict) or (leaf not in node and not free_form):
-        raise _unknown_key_error(key, list(_flatten(cfg)))
-    current = node[leaf] if leaf in node else None
-    if current is None:
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text
-    else:
-        value = _parse_value(key, text, current)
-    with cfg.unlocked():
-        node[leaf] = value
 
 
 def _require(cond: bool, key: str, message: str) -> None:

@@ -9,6 +9,7 @@ import ml_collections
 from wsolax.config import check_synthetic
 from wsolax.data import metadata as md
 from wsolax.data import tfds_source
+from wsolax.data import validate as data_validate
 
 
 def dataset_roots(data_cfg: ml_collections.ConfigDict) -> tuple[Path, Path]:
@@ -67,10 +68,22 @@ def evaluation_splits(cfg: ml_collections.ConfigDict) -> list[str]:
     split and the reported splits after it."""
     splits = []
     if cfg.train.val_every_epochs:
-        splits.append(cfg.data.val_split)
+        splits.append(cfg.eval.threshold_split)
     if cfg.eval.after_training:
         splits += [cfg.eval.threshold_split, *cfg.eval.splits]
     return list(dict.fromkeys(s for s in splits if s != cfg.data.train_split))
+
+
+def validate_dataset(cfg: ml_collections.ConfigDict, splits=None, decode: bool = False):
+    """`python -m wsolax.validate`: one report per split (default: the training split and every
+    evaluation split)."""
+    if cfg.data.source not in ("folder", "synthetic"):
+        raise md.DatasetError(f"validate reads datasets in the metadata layout (data.source "
+                              f"'folder' or 'synthetic'), not data.source={cfg.data.source!r}")
+    if not splits:
+        splits = dict.fromkeys([cfg.data.train_split, cfg.eval.threshold_split, *cfg.eval.splits])
+    metadata_root, image_root = dataset_roots(cfg.data)
+    return data_validate.validate(cfg.data, metadata_root, image_root, splits, decode=decode)
 
 
 def check_evaluation_splits(cfg: ml_collections.ConfigDict, splits=None) -> None:

@@ -27,8 +27,15 @@ VAL_HELP = {
     "openimages": "keep N of the benchmark's val images per class (default 0: all 25)",
     "cars": "images per class drawn from the official train set for val (default 5)",
 }
-CONFIG_CLASSES = {"cub": 200, "ilsvrc": 1000, "openimages": 100, "cars": 196}
-CONFIG_MAX_BOXES = {"cub": 4, "ilsvrc": 4, "openimages": 64, "cars": 4}  # their data.max_boxes
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _config_data(dataset: str):
+    """The example config's `data` section: its class count and max_boxes decide which flags the
+    printed commands need (read from the config, so the two cannot disagree)."""
+    from wsolax.config import load_config
+
+    return load_config(REPO / CONFIGS[dataset]).data
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,9 +102,10 @@ def summary(prepared, out: Path) -> str:
     lines += [f"  note: {n}" for n in prepared.notes]
     meta, images = out.resolve(), Path(prepared.image_root).resolve()
     flags = f"--config.data.metadata_root={meta} --config.data.image_root={images}"
-    if prepared.num_classes != CONFIG_CLASSES[prepared.dataset]:  # e.g. an ILSVRC subset
+    config_data = _config_data(prepared.dataset)
+    if prepared.num_classes != config_data.num_classes:  # e.g. an ILSVRC subset
         flags += f" --config.data.num_classes={prepared.num_classes}"
-    if most_boxes > CONFIG_MAX_BOXES[prepared.dataset]:
+    if most_boxes > config_data.max_boxes:
         flags += f" --config.data.max_boxes={most_boxes}"
     config = CONFIGS[prepared.dataset]
     key = prepared.dataset.upper()
@@ -110,7 +118,7 @@ def summary(prepared, out: Path) -> str:
         f"  python -m wsolax.validate --config {config} {flags} --decode",
         f"  python train.py --config {config} {flags}",
     ]
-    if most_boxes > CONFIG_MAX_BOXES[prepared.dataset]:
+    if most_boxes > config_data.max_boxes:
         lines.append(f"(data.max_boxes must be >= {most_boxes}, the most boxes of one image)")
     return "\n".join(lines)
 

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     def run():
         cfg = load_config(args.config, overrides)
         from wsolax.evaluation.run import evaluate
-        from wsolax.training.checkpoint import Checkpointer
+        from wsolax.checkpoint import Checkpointer
         from wsolax.training.loop import train
         from wsolax.weights.from_checkpoint import export_checkpoint
 
@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         ckpt.close()
         result = train(cfg, workdir, resume=done is not None)
         seconds = time.perf_counter() - start
-        summary = evaluate(cfg, workdir, splits=[cfg.data.val_split])
-        val = summary["splits"][cfg.data.val_split]
+        summary = evaluate(cfg, workdir, splits=[cfg.eval.threshold_split])
+        val = summary["splits"][cfg.eval.threshold_split]
         out = export_checkpoint(cfg, workdir, args.out, part="backbone")
         record = {"config": args.config, "overrides": overrides, "out": str(out),
                   "sha256": sha256(out), "tensors_sha256": tensors_sha256(out),

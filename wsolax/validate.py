@@ -27,11 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--examples", type=int, default=3, help="examples shown per kind of problem")
     args = p.parse_args(rest)
 
-    from wsolax.data.validate import format_reports, has_problems, validate
+    from wsolax.data.validate import format_reports, has_problems
+    from wsolax.datasets import validate_dataset
 
     try:
         cfg = load_config(args.config, overrides)
-        reports = validate(cfg.data, args.splits, decode=args.decode)
+        reports = validate_dataset(cfg, args.splits, decode=args.decode)
     except (ConfigError, DatasetError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -152,17 +152,9 @@ def validate_split(data_cfg: ml_collections.ConfigDict, split: str, metadata_roo
     return report, meta
 
 
-def validate(data_cfg: ml_collections.ConfigDict, splits=None,
+def validate(data_cfg: ml_collections.ConfigDict, metadata_root, image_root, splits,
              decode: bool = False) -> list[SplitReport]:
-    """One report per split (default: the config's train, val and test splits)."""
-    from wsolax.datasets import dataset_roots
-
-    if data_cfg.source not in ("folder", "synthetic"):
-        raise md.DatasetError(f"validate reads datasets in the metadata layout (data.source "
-                              f"'folder' or 'synthetic'), not data.source={data_cfg.source!r}")
-    if not splits:
-        splits = dict.fromkeys([data_cfg.train_split, data_cfg.val_split, data_cfg.test_split])
-    metadata_root, image_root = dataset_roots(data_cfg)
+    """One report per split of the dataset in the metadata layout under the two roots."""
     reports, seen = [], {}
     for split in splits:
         report, meta = validate_split(data_cfg, split, metadata_root, image_root, decode)

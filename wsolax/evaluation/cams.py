@@ -16,7 +16,7 @@ import numpy as np
 from wsolax.evaluation.reference_scoremap import reference_scoremaps
 from wsolax.evaluation.scoremap import normalize_scoremaps, resize_cams
 from wsolax.precision import widen
-from wsolax.training import sharding
+from wsolax import sharding
 
 
 def _head_cams(module, features, classes):

@@ -76,8 +76,6 @@ def _plot_curves(out_dir: Path, split: str, result: dict, tau: float) -> Path:
 
 
 def write_report(out_dir: Path, summary: dict, results: dict) -> Path:
-    from wsolax.evaluation.run import format_table
-
     lines = ["# wsolax evaluation report", "",
              f"Checkpoint step {summary['checkpoint_step']}. CAM threshold tau = {summary['tau']:.3f}, "
              f"chosen on the '{summary['threshold_split']}' split (max GT-known box accuracy) and "
@@ -91,3 +89,23 @@ def write_report(out_dir: Path, summary: dict, results: dict) -> Path:
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+# Scalars printed in the summary table, in this order (present ones only).
+TABLE_KEYS = ("top1_cls", "top5_cls", "max_box_acc", "max_box_acc_v2", "max_box_acc_v2@30",
+              "max_box_acc_v2@50", "max_box_acc_v2@70", "pxap", "gt_known_loc@val_tau",
+              "top1_loc@val_tau", "gt_known_loc@best_tau", "top1_loc@best_tau",
+              "mask_coverage@val_tau", "mask_precision@val_tau")
+
+
+def format_table(summary: dict) -> str:
+    splits = list(summary["splits"])
+    rows = [("metric", *splits)]
+    for key in TABLE_KEYS:
+        if any(key in summary["splits"][s] for s in splits):
+            rows.append((key, *(f"{summary['splits'][s][key]:.2f}" if key in summary["splits"][s]
+                                else "-" for s in splits)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -15,23 +15,14 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from wsolax import datasets
+from wsolax import datasets, sharding
+from wsolax.checkpoint import restore_model
 from wsolax.data import pipeline
 from wsolax.data.metadata import load_mask
 from wsolax.evaluation.cams import gt_scoremaps, make_cam_extractor
 from wsolax.evaluation.evaluator import WSOLEvaluator, best_threshold_index
 from wsolax.evaluation.processes import merge_across_processes
-from wsolax.evaluation.report import write_overlays, write_report
-from wsolax.training import sharding
-from wsolax.training.loop import restore_for_eval
-from wsolax.training.state import model_variables
-
-# Scalars printed in the summary table, in this order (present ones only).
-TABLE_KEYS = ("top1_cls", "top5_cls", "max_box_acc", "max_box_acc_v2", "max_box_acc_v2@30",
-              "max_box_acc_v2@50", "max_box_acc_v2@70", "pxap", "gt_known_loc@val_tau",
-              "top1_loc@val_tau", "gt_known_loc@best_tau", "top1_loc@best_tau",
-              "mask_coverage@val_tau", "mask_precision@val_tau")
-
+from wsolax.evaluation.report import format_table, write_overlays, write_report
 
 def _scalars(result: dict) -> dict:
     return {k: (float(v) if isinstance(v, (float, np.floating)) else int(v))
@@ -107,8 +98,7 @@ def evaluate(cfg: ml_collections.ConfigDict, workdir: str | Path, splits=None, d
                                 f"(python train.py --config ...)")
     mesh = sharding.data_mesh(devices)
     sharding.check_batch_size(cfg.eval.batch_size, mesh, "eval.batch_size")
-    model, state = restore_for_eval(cfg, workdir, mesh)
-    variables = model_variables(state)
+    model, variables, step = restore_model(cfg, workdir, mesh)
     size = (cfg.data.crop_size, cfg.data.crop_size)
     extractor = make_cam_extractor(model, mesh, size, scoremap=cfg.eval.scoremap)
 
@@ -127,7 +117,7 @@ def evaluate(cfg: ml_collections.ConfigDict, workdir: str | Path, splits=None, d
     if writes:
         out_dir.mkdir(parents=True, exist_ok=True)
     summary = {"threshold_split": threshold_split, "tau_index": tau_index, "tau": tau,
-               "checkpoint_step": int(jax.device_get(state.step)), "splits": {}}
+               "checkpoint_step": step, "splits": {}}
     results = {}
     for split in splits:
         evaluator, kept = collected.get(split) or collect_split(
@@ -148,19 +138,6 @@ def evaluate(cfg: ml_collections.ConfigDict, workdir: str | Path, splits=None, d
     summary["report"] = str(report)
     summary["metrics_file"] = str(out_dir / "metrics.json")
     return summary
-
-
-def format_table(summary: dict) -> str:
-    splits = list(summary["splits"])
-    rows = [("metric", *splits)]
-    for key in TABLE_KEYS:
-        if any(key in summary["splits"][s] for s in splits):
-            rows.append((key, *(f"{summary['splits'][s][key]:.2f}" if key in summary["splits"][s]
-                                else "-" for s in splits)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def print_summary(summary: dict) -> None:

@@ -21,9 +21,6 @@ import jax.numpy as jnp
 
 from wsolax.precision import widen
 
-GAMMA_BY_BACKBONE = {"vgg16": 0.8, "inception_v3": 0.8, "resnet50": 0.9, "se_resnet50": 0.9,
-                     "mobilenet_v1": 0.95}
-
 
 def adl(key: jax.Array | None, x: jax.Array, *, drop_rate: float = 0.75, gamma: float = 0.9,
         train: bool = True, per_sample: bool = False) -> jax.Array:

@@ -36,7 +36,7 @@ identity (like ADL, which the paper extends).
 Defaults (VGG-GAP on CUB, Table 1 and Sec. 4.1): drop_rate 0.75 ("following [3]"), alpha 0.5
 (Sec. 3.2), beta 3 (Table 1 lower), block_size 3 (Table 1 middle, which the beta rows build on:
 their beta=3 row is the 54.34 Top-1 Loc of Table 3). delta_h 0.8 is ADL's VGG gamma (the paper
-follows ADL's settings; ADL uses 0.9 for ResNet, see DELTA_HIGH_BY_BACKBONE). delta_l is not
+follows ADL's settings; ADL uses 0.9 for ResNet). delta_l is not
 given anywhere; 0.05 is our choice, in the range of the background thresholds (0.01-0.1 of the
 normalised attention map) used for SPG, the paper's [31], whose delta_l/delta_h notation it borrows.
 Table 1 component ablations: "M_drop2_stage1" = delta_low=0, alpha=0; "+M_drop2_stage2" =
@@ -52,11 +52,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from wsolax.methods.adl import GAMMA_BY_BACKBONE
 from wsolax.precision import widen
-
-# The paper follows ADL's settings, so its drop threshold per backbone is our delta_high.
-DELTA_HIGH_BY_BACKBONE = dict(GAMMA_BY_BACKBONE)
 
 
 def channel_attention(x: jax.Array) -> jax.Array:

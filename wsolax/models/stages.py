@@ -7,7 +7,7 @@ backbone without the backbone knowing about it.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Callable
 
 import flax.linen as nn
 import jax
@@ -30,11 +30,3 @@ def check_stages(inserts: Inserts, available: tuple[str, ...], backbone: str) ->
         if name not in available:
             raise ValueError(
                 f"backbone '{backbone}' has no stage named '{name}'; its stages are {available}")
-
-
-def as_inserts(mapping: Mapping[str, ModuleFactory] | Inserts | None) -> Inserts:
-    if mapping is None:
-        return ()
-    if isinstance(mapping, Mapping):
-        return tuple(mapping.items())
-    return tuple(mapping)

@@ -6,6 +6,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from wsolax.precision import param_dtype
+
 
 class WSOLModel(nn.Module):
     """Returns ``{"logits": (B, K), "cams": (B, h, w, K or n), "features": (B, h, w, C)}``.
@@ -32,3 +34,27 @@ class WSOLModel(nn.Module):
         features = self.backbone(both, train=train)
         features = features.reshape(b, 2, *features.shape[1:])
         return self.head.pair(features[:, 0], features[:, 1], cam_classes)
+
+
+def init_key(seed: int) -> jax.Array:
+    """Key for parameter initialisation.
+
+    RngBitGenerator ('rbg') keys compile ~8x faster than the default partitionable threefry on
+    XLA:CPU (measured: 2.5 s vs 21 s for the tiny model's init); training randomness keeps the
+    default implementation, whose values do not depend on how the batch is sharded.
+    """
+    return jax.random.key(seed, impl="rbg")
+
+
+def init_variables(model: WSOLModel, key: jax.Array, image_shape) -> dict:
+    """`{"params": ..., "batch_stats": ...}` (batch_stats {} without BatchNorm) of a fresh model.
+
+    A float64 model holds float64 parameters and statistics (modules create float32 ones).
+    """
+    variables = model.init({"params": key, "dropout": key}, jnp.zeros(image_shape, jnp.float32),
+                           train=False)
+    dtype = param_dtype(getattr(model.backbone, "dtype", jnp.float32))
+    params, batch_stats = jax.tree.map(
+        lambda v: v.astype(dtype) if jnp.issubdtype(v.dtype, jnp.floating) else v,
+        (variables["params"], variables.get("batch_stats", {})))
+    return {"params": params, "batch_stats": batch_stats}

@@ -11,16 +11,19 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from wsolax import datasets
+from wsolax import datasets, sharding
+from wsolax.checkpoint import CheckpointError, Checkpointer, model_stamp
 from wsolax.data import pipeline
-from wsolax.models.registry import build_model
-from wsolax.training import sharding
-from wsolax.training.checkpoint import CheckpointError, Checkpointer, model_stamp
-from wsolax.training.optim import make_optimizer
-from wsolax.training.state import TrainState, init_key, init_state, model_variables
+from wsolax.evaluation.cams import make_cam_extractor
+from wsolax.evaluation.run import score_split
+from wsolax.models.wsol_model import init_key
+from wsolax.registry import build_model
 from wsolax.training.objectives import build_objective
+from wsolax.training.optim import make_optimizer
+from wsolax.training.state import TrainState, init_state, model_variables
 from wsolax.training.step import make_train_step
 from wsolax.training.writers import MetricWriter
+from wsolax.weights import overlay
 
 
 @dataclass
@@ -38,7 +41,7 @@ def save_config(cfg: ml_collections.ConfigDict, workdir: Path) -> None:
 
 
 def build_training(cfg: ml_collections.ConfigDict, num_train_images: int, mesh):
-    """Model, optimizer, initial state and step count; shared by training, resume and evaluation."""
+    """Model, optimizer, initial state and step count; shared by training and resume."""
     steps_per_epoch = num_train_images // cfg.train.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"config key 'train.batch_size': {cfg.train.batch_size} is larger than the "
@@ -53,10 +56,16 @@ def build_training(cfg: ml_collections.ConfigDict, num_train_images: int, mesh):
     return model, tx, schedule, state, steps_per_epoch, total_steps
 
 
+def training_batches(cfg: ml_collections.ConfigDict, train_split):
+    """The training input pipeline (a grain dataset indexed by step) the config describes."""
+    return pipeline.train_batches(
+        train_split, batch_size=cfg.train.batch_size, resize_size=cfg.data.resize_size,
+        crop_size=cfg.data.crop_size, seed=cfg.seed, mean=cfg.data.mean, std=cfg.data.std,
+        max_boxes=cfg.data.max_boxes, cache_images=cfg.data.cache_images)
+
+
 def start_from_converted(cfg: ml_collections.ConfigDict, state: TrainState, tx, mesh) -> TrainState:
     """Overlay converted ImageNet weights (`python -m wsolax.convert`) onto a fresh state."""
-    from wsolax.weights import overlay
-
     variables, fresh = overlay(jax.device_get(model_variables(state)), cfg.model.init_from,
                                backbone=cfg.model.backbone)
     params = variables["params"]
@@ -78,7 +87,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path | None = None, res
 
     model, tx, schedule, state, steps_per_epoch, total_steps = build_training(
         cfg, len(train_split.image_ids), mesh)
-    stamp = model_stamp(cfg, state)
+    stamp = model_stamp(cfg, state.params)
     ckpt = Checkpointer(workdir / "checkpoints", keep=cfg.train.keep_checkpoints)
     if ckpt.latest_step() is not None:
         if not resume:
@@ -100,10 +109,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path | None = None, res
     run_key = jax.random.key(cfg.seed)
     step_fn = sharding.shard_step(make_train_step(
         model, tx, build_objective(cfg, steps_per_epoch)), mesh)
-    batches = pipeline.train_batches(
-        train_split, batch_size=cfg.train.batch_size, resize_size=cfg.data.resize_size,
-        crop_size=cfg.data.crop_size, seed=cfg.seed, mean=cfg.data.mean, std=cfg.data.std,
-        max_boxes=cfg.data.max_boxes, cache_images=cfg.data.cache_images)
+    batches = training_batches(cfg, train_split)
     # Only process 0 writes; rows past the step training starts from (logged after the last
     # checkpoint that finalised, by a run that was killed) are dropped: every step appears once.
     writer = MetricWriter(workdir, resume_step=start, enabled=jax.process_index() == 0)
@@ -150,33 +156,14 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path | None = None, res
 def make_validator(cfg: ml_collections.ConfigDict, model, mesh):
     """`validate(state) -> dict`: scalar metrics on the validation split (logged as `val/...`).
     The CAM extractor is compiled once and reused at every validation."""
-    from wsolax.evaluation.cams import make_cam_extractor
-    from wsolax.evaluation.run import score_split
-
     extractor = make_cam_extractor(model, mesh, (cfg.data.crop_size, cfg.data.crop_size),
                                    scoremap=cfg.eval.scoremap)
 
     def validate(state: TrainState) -> dict:
-        result, _ = score_split(cfg, cfg.data.val_split, extractor, model_variables(state), mesh)
+        result, _ = score_split(cfg, cfg.eval.threshold_split, extractor, model_variables(state), mesh)
         return {k: result[k] for k in VAL_KEYS if k in result}
 
     return validate
 
 
 VAL_KEYS = ("top1_cls", "top5_cls", "max_box_acc", "max_box_acc_v2", "pxap")
-
-
-def restore_for_eval(cfg: ml_collections.ConfigDict, workdir: Path, mesh):
-    """Model + latest checkpointed state for evaluation (refuses a checkpoint of another model)."""
-    train_split = datasets.load_split(cfg.data, cfg.data.train_split, check_files=False)
-    model, _, _, state, _, _ = build_training(cfg, len(train_split.image_ids), mesh)
-    ckpt = Checkpointer(Path(workdir) / "checkpoints")
-    try:
-        if ckpt.latest_step() is None:
-            raise CheckpointError(f"no checkpoint in {Path(workdir) / 'checkpoints'}; train first")
-        state = ckpt.restore(state, model_stamp(cfg, state))
-    finally:
-        ckpt.close()
-    return model, state
-
-

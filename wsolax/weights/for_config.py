@@ -7,8 +7,8 @@ from pathlib import Path
 import jax
 import ml_collections
 
-from wsolax.models.registry import backbone_module, build_model
-from wsolax.training.state import init_key
+from wsolax.registry import build_model
+from wsolax.models.wsol_model import init_key
 from wsolax.weights.convert import ConversionReport, WeightError, convert_torch_state_dict
 from wsolax.weights.sources import load_state_dict
 from wsolax.weights.store import save_converted

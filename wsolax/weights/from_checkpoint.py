@@ -13,9 +13,8 @@ import jax
 import ml_collections
 from flax import traverse_util
 
-from wsolax.training import sharding
-from wsolax.training.loop import restore_for_eval
-from wsolax.training.state import model_variables
+from wsolax import sharding
+from wsolax.checkpoint import restore_model
 from wsolax.weights.convert import WeightError
 from wsolax.weights.store import save_converted
 
@@ -38,9 +37,8 @@ def select_part(variables: dict, part: str) -> dict:
 def export_checkpoint(cfg: ml_collections.ConfigDict, workdir: str | Path, out: str | Path, *,
                       part: str = "all") -> Path:
     """Save the latest checkpoint of the run in `workdir` (trained with `cfg`) to `out`."""
-    _, state = restore_for_eval(cfg, Path(workdir), sharding.data_mesh(jax.devices()[:1]))
-    variables = select_part(jax.device_get(model_variables(state)), part)
-    step = int(jax.device_get(state.step))
+    _, variables, step = restore_model(cfg, workdir, sharding.data_mesh(jax.devices()[:1]))
+    variables = select_part(jax.device_get(variables), part)
     return save_converted(variables, out, backbone=cfg.model.backbone,
                           source=f"{Path(workdir)} step {step}",
                           summary=f"{part} of a wsolax checkpoint (config {cfg.name})")

@@ -17,7 +17,9 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from wsolax.training.state import TrainState
+from wsolax import sharding
+from wsolax.models.wsol_model import WSOLModel, init_key, init_variables
+from wsolax.registry import build_model
 
 
 class CheckpointError(ValueError):
@@ -44,9 +46,9 @@ def model_definition(cfg: ml_collections.ConfigDict) -> dict:
     return out
 
 
-def model_stamp(cfg: ml_collections.ConfigDict, state: TrainState) -> dict:
+def model_stamp(cfg: ml_collections.ConfigDict, params) -> dict:
     """What must match for a checkpoint to be loadable: the model's definition and param shapes."""
-    shapes = jax.tree_util.tree_map_with_path(lambda p, x: list(x.shape), state.params)
+    shapes = jax.tree_util.tree_map_with_path(lambda p, x: list(x.shape), params)
     flat = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(shapes)}
     return {"definition": model_definition(cfg), "num_classes": cfg.data.num_classes,
             "param_shapes": flat}
@@ -97,6 +99,13 @@ def describe_damage(step_dir: Path, error: BaseException) -> str:
     return f"{step_dir}: {message[:300]}"
 
 
+def _restore_args(abstract, partial: bool):
+    if not partial:
+        return ocp.args.StandardRestore(abstract)
+    restore_args = jax.tree.map(lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding), abstract)
+    return ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args, partial_restore=True)
+
+
 class Checkpointer:
     def __init__(self, directory: str | Path, keep: int = 2):
         self.directory = Path(directory).absolute()
@@ -107,7 +116,7 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, state: TrainState, stamp: dict, force: bool = False) -> None:
+    def save(self, state, stamp: dict, force: bool = False) -> None:
         step = int(jax.device_get(state.step))
         if step in self.manager.all_steps():
             return
@@ -129,8 +138,10 @@ class Checkpointer:
                 f"config describes:\n  " + "\n  ".join(differences)
                 + "\nuse another workdir or the config that wrote it")
 
-    def restore(self, target: TrainState, stamp: dict, step: int | None = None) -> TrainState:
-        """Restore into the structure/shardings of `target` after checking the stamp.
+    def restore(self, target, stamp: dict, step: int | None = None, partial: bool = False):
+        """Restore into the structure/shardings of `target` (a train state) after checking the
+        stamp. `partial`: `target` is a dict of some of the state's fields (evaluation restores
+        step, params and batch_stats, and never needs the optimizer's state).
 
         Without `step`: the newest checkpoint that restores; each damaged newer one is reported on
         stderr (step and file) and listed in `self.damaged`, and left where it is.
@@ -144,7 +155,7 @@ class Checkpointer:
             try:
                 self.check_compatible(stamp, s)
                 restored = self.manager.restore(s, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract)))
+                    state=_restore_args(abstract, partial)))
             except CheckpointError:
                 raise
             except Exception as e:  # noqa: BLE001 - Orbax/TensorStore raise many kinds
@@ -175,3 +186,28 @@ class Checkpointer:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def restore_model(cfg: ml_collections.ConfigDict, workdir: str | Path, mesh
+                  ) -> tuple[WSOLModel, dict, int]:
+    """(model, variables, step) of the latest checkpoint in `workdir`, replicated over `mesh`, for
+    evaluation or export: no optimizer and no training data are needed. A checkpoint of another
+    model is refused with the differing keys named."""
+    model = build_model(cfg)
+    shape = (1, cfg.data.crop_size, cfg.data.crop_size, 3)
+    repl = sharding.replicated(mesh)
+    abstract = jax.eval_shape(lambda k: init_variables(model, k, shape), init_key(cfg.seed))
+    target = {"step": jax.ShapeDtypeStruct((), "int32", sharding=repl),
+              **jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
+                             abstract)}
+    ckpt = Checkpointer(Path(workdir) / "checkpoints")
+    try:
+        if ckpt.latest_step() is None:
+            raise CheckpointError(f"no checkpoint in {Path(workdir) / 'checkpoints'}; train first")
+        restored = ckpt.restore(target, model_stamp(cfg, abstract["params"]), partial=True)
+    finally:
+        ckpt.close()
+    variables = {"params": restored["params"]}
+    if restored["batch_stats"]:
+        variables["batch_stats"] = restored["batch_stats"]
+    return model, variables, int(jax.device_get(restored["step"]))
