@@ -3,8 +3,8 @@
 The paper places DGDM in "intermediate and higher-level layers" of ResNets without naming them;
 we use ADL's ResNet placement (layer3's first block, layer4's first block, layer4's end), which the
 paper says it follows. delta_high 0.9 = ADL's ResNet gamma. Expected (Table 2, Stanford Cars):
-Top-1 Loc 87.38, Top-1 Clas 88.91 (ADL: 86.50 / 88.50). The paper gives no schedule for Cars; the
-CUB one is used (configs/_paper.py).
+Top-1 Loc 87.38, Top-1 Clas 88.91 (ADL: 86.50 / 88.50). Training settings: configs/_paper.py
+(no source gives any for Cars; CUB's are used).
 """
 
 import _paper

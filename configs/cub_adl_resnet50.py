@@ -6,7 +6,7 @@ first block, layer4's first block and layer4's end (last strided conv set to str
 drop rate 0.75, gamma 0.9 for ResNet: placement `adl_paper` (wsolax.methods.placements; the
 benchmark's `wsolevaluation` placement is the same on ResNet50, see configs/wsolevaluation.py).
 Expected (Table 3, CUB): Top-1 Loc 62.29, Top-1 Clas 80.34 (CAM: 42.72 / 80.65).
-Training schedule: see configs/_paper.py.
+Training settings (none in the paper): configs/_paper.py.
 """
 
 import _paper

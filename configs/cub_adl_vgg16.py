@@ -6,7 +6,7 @@ the CVPR'20 benchmark's code puts it before pool4, placement `wsolevaluation`, s
 configs/wsolevaluation.py). gamma 0.8 for VGG-GAP as the ADL paper says (Sec. 4; the benchmark
 uses 0.9 for every backbone), drop rate 0.75. Expected (Table 2 / Table 3, CUB): GT-known Loc
 75.41, Top-1 Clas 65.27, Top-1 Loc 52.36 (CAM baseline: 51.09 / 67.55 / 34.41).
-Training schedule: see configs/_paper.py.
+Training settings (none in the paper): configs/_paper.py.
 """
 
 import _paper
@@ -18,4 +18,4 @@ def get_config():
     placement = "adl_paper"  # the source this config follows
     return _paper.paper_config(
         "cub_adl_vgg16", "cub", "vgg16_gap", inserts=paper_inserts("adl", "vgg16_gap", placement),
-        methods={"adl": {"drop_rate": 0.75, "gamma": 0.8}}, weight_decay=5e-4)
+        methods={"adl": {"drop_rate": 0.75, "gamma": 0.8}})

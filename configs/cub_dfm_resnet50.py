@@ -2,7 +2,8 @@
 
 Paper (Implementation): DFM after conv4_1 and conv5_3 (= layer3's first block and layer4's end),
 alpha 0.85, beta 0.95, omega 0.15, delta 0.6, gamma 0.4, tau 0.7. Expected (Table 3, CUB):
-Top-1 Loc 56.14, Top-1 Clas 81.06 (CAM: 41.17 / 78.49). No schedule is given; configs/_paper.py.
+Top-1 Loc 56.14, Top-1 Clas 81.06 (CAM: 41.17 / 78.49). No training settings are given;
+configs/_paper.py.
 """
 
 import _paper

@@ -1,8 +1,8 @@
 """ADL on ResNet50-SE, ILSVRC 2012 (Choe & Shim CVPR'19).
 
 Placement (`adl_paper`) and hyperparameters as configs/cub_adl_resnet50.py. Expected (Table 3,
-ImageNet-1k): Top-1 Loc 48.53, Top-1 Clas 75.85 (CAM: 46.19 / 76.56). Schedule: 10 epochs, decay
-every 3 (configs/_paper.py).
+ImageNet-1k): Top-1 Loc 48.53, Top-1 Clas 75.85 (CAM: 46.19 / 76.56). Training settings (none in
+the paper): configs/_paper.py.
 """
 
 import _paper

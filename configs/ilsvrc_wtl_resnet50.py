@@ -2,8 +2,7 @@
 
 Same method settings as configs/cub_wtl_resnet50.py (see there for what is the paper's and what is
 wsolax's choice). Expected (Table 2 / Table 6, ILSVRC 2016 val, ResNet50 Mixed): Top-1 Loc 52.36,
-GT-known Loc 67.89 (their ResNet50-CAM: 38.99 / 51.86). Schedule: configs/_paper.py (CVPR'20
-ILSVRC protocol: 10 epochs, decay every 3).
+GT-known Loc 67.89 (their ResNet50-CAM: 38.99 / 51.86). Training settings: configs/_paper.py.
 """
 
 import _paper
