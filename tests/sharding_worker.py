@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from wsolax.config import base_config
-from wsolax.evaluation.cams import make_cam_extractor
+from wsolax.localization.cams import make_cam_extractor
 from wsolax.registry import build_model
 from wsolax import sharding
 from wsolax.training.optim import make_optimizer

@@ -12,9 +12,12 @@ from test_end_to_end import CONFIG, tiny_overrides
 
 from wsolax.cli import eval_main
 from wsolax.config import load_config
-from wsolax.evaluation.run import evaluate
+from wsolax.localization.run import evaluate
 from wsolax.checkpoint import CheckpointError
 from wsolax.training.loop import train
+
+# slow: trains or starts JAX processes (pytest -m 'not slow' leaves these out)
+pytestmark = pytest.mark.slow
 
 KEEP_ALL = {"train.keep_checkpoints": 3}  # checkpoints at steps 2, 4 and 6
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+import pytest
 import torch
 from test_resnet import _torch_state_dict  # the independent torchvision-layout weights
 
@@ -12,6 +13,9 @@ from wsolax.cli import convert_main
 from wsolax.config import load_config
 from wsolax import sharding
 from wsolax.training.loop import build_training, start_from_converted
+
+# slow: trains or starts JAX processes (pytest -m 'not slow' leaves these out)
+pytestmark = pytest.mark.slow
 
 SMALL = ["--config.model.backbone=resnet18", "--config.data.crop_size=32",
          "--config.data.resize_size=36", "--config.train.batch_size=8"]

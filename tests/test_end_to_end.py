@@ -9,9 +9,12 @@ import pytest
 
 from wsolax.cli import eval_main, train_main
 from wsolax.config import load_config
-from wsolax.evaluation.run import evaluate
+from wsolax.localization.run import evaluate
 from wsolax.checkpoint import CheckpointError
 from wsolax.training.loop import train
+
+# slow: trains or starts JAX processes (pytest -m 'not slow' leaves these out)
+pytestmark = pytest.mark.slow
 
 CONFIG = "configs/synthetic_cam.py"
 

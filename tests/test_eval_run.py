@@ -1,7 +1,7 @@
 import numpy as np
 
 from wsolax.evaluation.evaluator import WSOLEvaluator
-from wsolax.evaluation.run import format_table, mask_coverage_at
+from wsolax.localization.run import format_table, mask_coverage_at
 
 
 def test_mask_coverage_by_hand():

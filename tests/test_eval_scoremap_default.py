@@ -20,9 +20,9 @@ from wsolax import datasets
 from wsolax.config import base_config
 from wsolax.data import pipeline
 from wsolax.data.metadata import load_mask
-from wsolax.evaluation.cams import make_cam_extractor
+from wsolax.localization.cams import make_cam_extractor
 from wsolax.evaluation.oracle import LiteralEvaluator
-from wsolax.evaluation.run import collect_split
+from wsolax.localization.run import collect_split
 
 CAM_GRID = 4  # 32 px crops -> 4x4 CAMs, an 8x upscale as for a stride-8 network
 

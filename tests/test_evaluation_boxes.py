@@ -20,7 +20,7 @@ from wsolax.evaluation.boxes import box_iou_curves
 from wsolax.evaluation.oracle import literal_box_ious
 from wsolax.evaluation.protocol import (make_thresholds, quantize_scoremap,
                                         threshold_cuts)
-from wsolax.evaluation.scoremap import normalize_scoremap_np
+from wsolax.evaluation.reference_scoremap import normalize_scoremap_np
 from wsolax.evaluation.synthetic import cam_like_scoremaps, random_boxes
 
 THRESHOLDS = make_thresholds(0.004)

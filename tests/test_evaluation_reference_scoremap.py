@@ -19,7 +19,8 @@ import pytest
 
 from wsolax.config import ConfigError, base_config, validate
 from wsolax.evaluation.reference_scoremap import reference_scoremaps
-from wsolax.evaluation.scoremap import normalize_scoremaps, prepare_scoremap_cv2, resize_cams
+from wsolax.evaluation.reference_scoremap import prepare_scoremap_cv2
+from wsolax.localization.device_scoremap import normalize_scoremaps, resize_cams
 
 # (h, w) -> (H, W): integer upscales (the CUB/ILSVRC case), non-integer and non-square ones, a
 # downscale, identity, single row.

@@ -8,10 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wsolax.evaluation.scoremap import (cubic_resize_matrix,
-                                        normalize_scoremap_np,
-                                        normalize_scoremaps,
-                                        prepare_scoremap_cv2, resize_cams)
+from wsolax.evaluation.reference_scoremap import normalize_scoremap_np, prepare_scoremap_cv2
+from wsolax.localization.device_scoremap import (cubic_resize_matrix, normalize_scoremaps,
+                                                 resize_cams)
 
 SHAPES = [  # (h, w) -> (H, W): up, down, non-square, identity, 1-pixel
     ((14, 14), (224, 224)), ((7, 7), (224, 224)), ((14, 10), (33, 57)),

@@ -205,6 +205,7 @@ def test_conversion_report(converted):
                                        "head/classifier") for leaf in ("kernel", "bias"))
 
 
+@pytest.mark.slow
 def test_parity_with_torch_reference(state_dict, converted):
     model, x, variables, _ = converted
     out = jax.jit(lambda v: model.apply(v, x, train=False))(variables)

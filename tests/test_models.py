@@ -32,6 +32,7 @@ def test_output_shapes_and_stride():
     assert out["features"].shape == (2, 8, 8, 8 * cfg.model.width)
 
 
+@pytest.mark.slow
 def test_tiny_large_feature_map_keeps_stride_4_with_the_same_parameters():
     x = jnp.ones((2, 64, 64, 3))
     shapes = {}
@@ -113,6 +114,7 @@ def test_bfloat16_compute_keeps_float32_params_and_outputs():
     assert out["logits"].dtype == jnp.float32 and out["cams"].dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_float64_model_needs_x64_and_then_computes_in_float64_throughout():
     with pytest.raises(ValueError, match="JAX_ENABLE_X64"):
         _model(dtype="float64")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 from test_end_to_end import CONFIG, tiny_overrides
 
@@ -20,6 +21,9 @@ from wsolax import datasets, sharding
 from wsolax.config import load_config
 from wsolax.checkpoint import Checkpointer, model_stamp
 from wsolax.training.loop import build_training
+
+# slow: trains or starts JAX processes (pytest -m 'not slow' leaves these out)
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,6 +5,7 @@ import json
 
 import jax
 import numpy as np
+import pytest
 from flax import traverse_util
 from safetensors.numpy import load_file
 
@@ -14,6 +15,9 @@ from wsolax.pretrain import main as pretrain_main
 from wsolax.pretrain import tensors_sha256
 from wsolax.models.wsol_model import init_key
 from wsolax.weights import overlay
+
+# slow: trains or starts JAX processes (pytest -m 'not slow' leaves these out)
+pytestmark = pytest.mark.slow
 
 TINY = ["--config.data.synthetic.image_size=32", "--config.data.resize_size=36",
         "--config.data.crop_size=32", "--config.data.synthetic.num_train=32",
@@ -52,8 +56,6 @@ def test_pretraining_is_deterministic_and_its_backbone_starts_a_benchmark_run(tm
 
 
 def test_benchmark_variants_are_named_and_exclusive():
-    import pytest
-
     fine = load_config("configs/synthetic_adl.py:finegrained")
     scratch = load_config("configs/synthetic_adl.py:finegrained,scratch")
     assert fine.workdir.endswith("_finegrained") and scratch.workdir.endswith("_finegrained_scratch")

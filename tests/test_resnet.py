@@ -188,6 +188,7 @@ PARITY = [  # (backbone, large_feature_map, input px, expected map side)
 
 @pytest.mark.parametrize("name,large,size,side", PARITY,
                          ids=[f"{n}{'-large' if lg else ''}" for n, lg, _, _ in PARITY])
+@pytest.mark.slow
 def test_matches_torch_reference(name, large, size, side):
     sd = _torch_state_dict(name, large=large)
     x = _image(size)

@@ -11,18 +11,20 @@ rounding (shardings, shapes, ranges).
 import json
 import os
 import pathlib
-import platform
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from cpu_isa import ISAS
+
+# slow: trains or starts JAX processes (pytest -m 'not slow' leaves these out)
+pytestmark = pytest.mark.slow
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RTOL = 1e-9  # float64 rounding over 3 SGD steps, with margin
-# Each comparison runs on the machine's own instruction set and capped at AVX2, so a machine of
-# either kind (AVX2 or AVX-512) checks both code paths of XLA:CPU.
-ISAS = ["native", "AVX2"] if platform.machine().lower() in ("x86_64", "amd64") else ["native"]
+# Each comparison runs on the machine's own instruction set and, on an AVX-512 machine, capped at
+# AVX2 too (cpu_isa.ISAS), so that machine checks both code paths of XLA:CPU.
 
 
 def _run(forced_devices: int, mesh_devices: int, mode: str = "cam",

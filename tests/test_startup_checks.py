@@ -13,6 +13,9 @@ from test_data_validate import CONFIG, _overrides, _replace_line, _write, write_
 
 from wsolax.cli import train_main
 
+# slow: trains or starts JAX processes (pytest -m 'not slow' leaves these out)
+pytestmark = pytest.mark.slow
+
 
 def _delete(path: Path) -> None:
     path.unlink()

@@ -250,6 +250,7 @@ def test_init_creates_both_branches_and_eval_equals_the_training_path_at_init():
     assert "classifier" in shared["params"] and "classifier_x" not in shared["params"]
 
 
+@pytest.mark.slow
 def test_the_model_runs_both_views_through_the_shared_backbone():
     cfg = _wtl_cfg()
     model = build_model(cfg)
@@ -270,6 +271,7 @@ def test_the_model_runs_both_views_through_the_shared_backbone():
     assert out["cams"].shape == (3, 4, 4, 1)
 
 
+@pytest.mark.slow
 def test_the_train_step_minimises_both_cross_entropies_plus_beta_times_the_fusion_loss():
     cfg = _wtl_cfg(fusion_weight=50.0)
     model = build_model(cfg)
@@ -327,6 +329,7 @@ def test_fusion_weight_schedule_by_hand():
     assert [float(fusion_weight_at(s, 8.0, 5)) for s in (4, 5, 6)] == [0.0, 8.0, 8.0]
 
 
+@pytest.mark.slow
 def test_the_step_adds_no_fusion_term_before_the_schedule_starts_it():
     cfg = _wtl_cfg(fusion_weight=50.0)
     cfg.model.wtl.fusion_start_epochs = 1.0  # 10 steps per epoch below

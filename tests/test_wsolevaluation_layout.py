@@ -28,7 +28,8 @@ from wsolax.registry import build_model
 from wsolax.weights import WeightError, convert_torch_state_dict, load_state_dict
 from wsolax.weights.layouts import check_whole_model, torch_name_for
 
-pytestmark = pytest.mark.numerics
+# slow: trains or starts JAX processes (pytest -m 'not slow' leaves these out)
+pytestmark = [pytest.mark.numerics, pytest.mark.slow]
 
 NUM_CLASSES = 6
 TOL = 1e-4

@@ -69,7 +69,7 @@ def train_main(argv: list[str]) -> int:
     def run():
         cfg = load_config(args.config, overrides)
         _start_multihost(args)
-        from wsolax.evaluation.run import evaluate, print_summary
+        from wsolax.localization.run import evaluate, print_summary
         from wsolax.training.loop import train
         workdir = Path(args.workdir or cfg.workdir)
         if args.no_eval:  # nothing is evaluated after training, so its splits are not checked
@@ -94,7 +94,7 @@ def eval_main(argv: list[str]) -> int:
     def run():
         cfg = load_config(args.config, overrides)
         _start_multihost(args)
-        from wsolax.evaluation.run import evaluate, print_summary
+        from wsolax.localization.run import evaluate, print_summary
         print_summary(evaluate(cfg, Path(args.workdir or cfg.workdir), splits=args.split))
 
     return guarded(run)

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run():
         cfg = load_config(args.config, overrides)
-        from wsolax.evaluation.run import evaluate
+        from wsolax.localization.run import evaluate
         from wsolax.checkpoint import Checkpointer
         from wsolax.training.loop import train
         from wsolax.weights.from_checkpoint import export_checkpoint

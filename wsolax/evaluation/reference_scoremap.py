@@ -9,7 +9,7 @@ histograms the float64 values for PxAP.
 
 `reference_scoremaps` does the same operations on a batch and returns float64 maps identical to
 the reference's, bit for bit, given the same CAM values.  It is the default of the evaluation
-path (`eval.scoremap = "exact"`); the on-device float32 path in `scoremap.py` is the opt-in
+path (`eval.scoremap = "exact"`); the on-device float32 path (`wsolax/localization/device_scoremap.py`) is the opt-in
 alternative.  JAX-free on purpose, so evaluator worker processes can import it.
 """
 
@@ -50,3 +50,18 @@ def reference_scoremaps(cams: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray
             dst[...] = resized
         normalize_scoremap_inplace(dst)
     return out
+
+
+def normalize_scoremap_np(cam: np.ndarray) -> np.ndarray:
+    """The reference min-max normalisation of one map, in numpy."""
+    cam = np.array(cam, copy=True)
+    if np.isnan(cam).any() or cam.min() == cam.max():
+        return np.zeros_like(cam)
+    cam -= cam.min()
+    cam /= cam.max()
+    return cam
+
+
+def prepare_scoremap_cv2(cam: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """One map through the reference path: float64 cast, cv2 bicubic resize, normalisation."""
+    return reference_scoremaps(np.asarray(cam)[None], out_hw)[0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .scoremap import prepare_scoremap_cv2
+from .reference_scoremap import prepare_scoremap_cv2
 
 
 def cam_like_scoremaps(rng: np.random.Generator, num: int,

@@ -14,8 +14,8 @@ from tqdm import tqdm
 from wsolax import datasets, sharding
 from wsolax.checkpoint import CheckpointError, Checkpointer, model_stamp
 from wsolax.data import pipeline
-from wsolax.evaluation.cams import make_cam_extractor
-from wsolax.evaluation.run import score_split
+from wsolax.localization.cams import make_cam_extractor
+from wsolax.localization.run import score_split
 from wsolax.models.wsol_model import init_key
 from wsolax.registry import build_model
 from wsolax.training.objectives import build_objective

@@ -1,9 +1,10 @@
 """Optimizer from config: SGD + Nesterov momentum, weight decay, schedules, per-group learning rates.
 
 Parameters whose path starts with one of `optim.new_layer_prefixes` (the layers WSOL adds on top of
-an ImageNet backbone) learn `new_layer_lr_mult` times faster, as in the ADL/DGDM/DFM papers (x10).
-Weight decay is added to the gradient before momentum, matching torch.optim.SGD, which the papers'
-reference settings were tuned with. `optim.clip_grad_norm` > 0 first rescales the whole gradient to
+an ImageNet backbone) learn `new_layer_lr_mult` times faster (x10 in the CVPR'20 benchmark's code,
+its `lr_classifier_ratio`; the method papers give no learning rates, see docs/paper_configs.md).
+Weight decay is added to the gradient before momentum, matching torch.optim.SGD, which that code
+uses. `optim.clip_grad_norm` > 0 first rescales the whole gradient to
 at most that global norm (off by default; Where to Look's scale-invariant fusion loss needs it
 when training from scratch, see configs/synthetic_wtl.py).
 """

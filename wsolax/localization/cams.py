@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from wsolax.evaluation.reference_scoremap import reference_scoremaps
-from wsolax.evaluation.scoremap import normalize_scoremaps, resize_cams
+from wsolax.localization.device_scoremap import normalize_scoremaps, resize_cams
 from wsolax.precision import widen
 from wsolax import sharding
 

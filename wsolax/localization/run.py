@@ -19,10 +19,10 @@ from wsolax import datasets, sharding
 from wsolax.checkpoint import restore_model
 from wsolax.data import pipeline
 from wsolax.data.metadata import load_mask
-from wsolax.evaluation.cams import gt_scoremaps, make_cam_extractor
+from wsolax.localization.cams import gt_scoremaps, make_cam_extractor
 from wsolax.evaluation.evaluator import WSOLEvaluator, best_threshold_index
-from wsolax.evaluation.processes import merge_across_processes
-from wsolax.evaluation.report import format_table, write_overlays, write_report
+from wsolax.localization.processes import merge_across_processes
+from wsolax.localization.report import format_table, write_overlays, write_report
 
 def _scalars(result: dict) -> dict:
     return {k: (float(v) if isinstance(v, (float, np.floating)) else int(v))

@@ -24,7 +24,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .reference_scoremap import reference_scoremaps
 
 # OpenCV's bicubic kernel parameter.
 _CUBIC_A = -0.75
@@ -87,18 +86,3 @@ def normalize_scoremaps(maps: jax.Array) -> jax.Array:
     has_nan = jnp.isnan(maps).any(axis=(-2, -1), keepdims=True)
     valid = (peak > 0) & ~has_nan
     return jnp.where(valid, shifted / jnp.where(valid, peak, 1), 0)
-
-
-def normalize_scoremap_np(cam: np.ndarray) -> np.ndarray:
-    """The reference min-max normalisation of one map, in numpy."""
-    cam = np.array(cam, copy=True)
-    if np.isnan(cam).any() or cam.min() == cam.max():
-        return np.zeros_like(cam)
-    cam -= cam.min()
-    cam /= cam.max()
-    return cam
-
-
-def prepare_scoremap_cv2(cam: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    """One map through the reference path: float64 cast, cv2 bicubic resize, normalisation."""
-    return reference_scoremaps(np.asarray(cam)[None], out_hw)[0]
