@@ -18,7 +18,7 @@ On one GPU (or TPU for the wsolax-only parts), in one process and within a wall-
 * the jitted CAM extractor + the exact evaluator on CUB-sized inputs (224x224, 200 classes, the
   eval batch of the paper configs, CUB-like random boxes from benchmarks/bench_evaluator.py):
   device extraction (incl. host->device batch and device->host CAMs), the host's exact score
-  maps, `WSOLEvaluator.accumulate`, and the whole loop as `wsolax.evaluation.run` runs it.
+  maps, `WSOLEvaluator.accumulate`, and the whole loop as `wsolax.localization.run` runs it.
 * Where to Look's train step (configs/cub_wtl_resnet50.py), wsolax only (no PyTorch reference).
 
 Reported per row: images/s, wsolax/PyTorch ratio, and model FLOP utilisation (MFU): XLA's flop
@@ -232,7 +232,7 @@ class JaxProgram:
         import jax
 
         from wsolax import sharding
-        from wsolax.evaluation.cams import make_cam_extractor
+        from wsolax.localization.cams import make_cam_extractor
         from wsolax.models.wsol_model import init_key
         from wsolax.registry import build_model
         from wsolax.training.objectives import build_objective
@@ -720,11 +720,11 @@ class Runner:
         print(f"   ratio wsolax/torch: {case['ratio_jax_over_torch']:.2f}", flush=True)
 
     def run_eval(self, case):
-        """The evaluation loop of wsolax.evaluation.run.collect_split, timed part by part."""
+        """The evaluation loop of wsolax.localization.run.collect_split, timed part by part."""
         from bench_evaluator import Data
 
         from wsolax.evaluation import WSOLEvaluator
-        from wsolax.evaluation.cams import gt_scoremaps
+        from wsolax.localization.cams import gt_scoremaps
 
         prog = self.program(case, self.args.eval_batch)
         if prog.compiled is None:

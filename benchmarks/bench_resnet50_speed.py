@@ -264,7 +264,7 @@ class JaxBench:
         import jax
 
         from wsolax.config import base_config
-        from wsolax.evaluation.cams import make_cam_extractor
+        from wsolax.localization.cams import make_cam_extractor
         from wsolax.methods.placements import paper_inserts
         from wsolax.registry import build_model
         from wsolax import sharding

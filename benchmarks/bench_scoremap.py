@@ -26,7 +26,7 @@ import numpy as np
 
 from wsolax.evaluation import WSOLEvaluator
 from wsolax.evaluation.reference_scoremap import reference_scoremaps
-from wsolax.evaluation.scoremap import normalize_scoremaps, resize_cams
+from wsolax.localization.device_scoremap import normalize_scoremaps, resize_cams
 from wsolax.evaluation.synthetic import random_annotations
 
 INPUT = (224, 224)

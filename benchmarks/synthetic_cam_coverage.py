@@ -34,7 +34,7 @@ from wsolax.data.metadata import load_mask  # noqa: E402
 from wsolax.data.synth_render import render_example, split_labels  # noqa: E402
 from wsolax.data.synthetic import load_part_masks, read_spec  # noqa: E402
 from wsolax.data.transforms import Normalizer, resize  # noqa: E402
-from wsolax.evaluation.cams import make_cam_extractor  # noqa: E402
+from wsolax.localization.cams import make_cam_extractor  # noqa: E402
 from wsolax.evaluation.reference_scoremap import reference_scoremaps  # noqa: E402
 from wsolax.checkpoint import restore_model  # noqa: E402
 
