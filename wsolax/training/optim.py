@@ -12,12 +12,21 @@ when training from scratch, see configs/synthetic_wtl.py).
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
 
 def make_schedule(optim_cfg: ml_collections.ConfigDict, steps_per_epoch: int, total_steps: int,
                   scale: float = 1.0) -> optax.Schedule:
+    schedule = _schedule(optim_cfg, steps_per_epoch, total_steps, scale)
+    # optax computes from the int32 step count in float32; a float count gives the default float
+    # dtype instead: float64 with 64-bit JAX (a float64 run's learning rate is then exactly the
+    # config's, not rounded to float32: 0.01 -> 0.009999999776), float32 otherwise (unchanged).
+    return lambda count: schedule(jnp.asarray(count, dtype=float))
+
+
+def _schedule(optim_cfg, steps_per_epoch, total_steps, scale):
     base = optim_cfg.lr * scale
     warmup = int(round(optim_cfg.warmup_epochs * steps_per_epoch))
     if optim_cfg.schedule == "cosine":
