@@ -1,10 +1,10 @@
-"""One float64 training step of wsolax against an independent PyTorch one; prints errors as JSON.
+"""Two float64 training steps of wsolax against an independent PyTorch run; prints errors as JSON.
 
 Launched in a subprocess by test_train_step_parity.py, because 64-bit JAX must be switched on
-before JAX starts. `python tests/train_step_parity_worker.py <resnet50|vgg16> [drop|importance ...]`
-prints one JSON line: per ADL branch, the loss, the worst per-tensor relative errors of the
-gradients, the parameter updates and the BatchNorm running-statistics updates, and the tensor that
-has each worst error.
+before JAX starts. `python tests/train_step_parity_worker.py [<resnet50|vgg16>:<drop|importance>
+...]` (default: all four) prints one JSON line: per case and step, the loss, the worst per-tensor
+relative errors of the gradients, the parameter updates and the BatchNorm running-statistics
+updates, each with the tensor that has it; the names compared; both sides' 10x groups.
 
 Reference side (never looks at the Flax model): random weights with the benchmark's names
 (test_resnet's torchvision-named ResNet50, test_wsolevaluation_layout's benchmark-named VGG16),
@@ -13,11 +13,13 @@ statistics updated in place with torch's momentum 0.1; ADL as clovaai/wsolevalua
 wsol/method/adl.py computes it, with its random draw replaced by the forced branch), autograd for
 the gradients and `torch.optim.SGD` with the parameter groups the benchmark's main.py builds
 (`_set_optimizer`: VGG's `features.*` at lr, everything else at lr x lr_classifier_ratio; ResNet's
-`layer4.*` and `fc.*` at lr x ratio, everything else at lr; momentum, weight decay, Nesterov).
+`layer4.*` and `fc.*` at lr x ratio, everything else at lr; momentum 0.9, ratio 10 (its config.py
+defaults), torch's coupled weight decay on every parameter, nesterov=True). lr and weight decay
+are per-experiment flags there; both sides take them from the wsolax config.
 
 wsolax side: the model of `configs/wsolevaluation.py:cub,adl,<arch>` in float64, the same tensors
-loaded through the library's converter, one call of the jitted `make_train_step` with
-`make_optimizer(cfg.optim)`. The gradient the step computed is read from a pass-through
+loaded through the library's converter, the jitted `make_train_step` with `make_optimizer(
+cfg.optim)` called once per batch. The gradient the step computed is read from a pass-through
 transformation chained in front of the optimizer (it changes nothing the optimizer sees).
 
 Criterion: for each tensor, ||wsolax - reference||_2 / ||reference||_2; for a parameter the
@@ -63,7 +65,7 @@ from wsolax.weights.layouts import torch_name_for  # noqa: E402
 NUM_CLASSES = 5
 BATCH = 2
 STEPS = 2  # the first checks one update; the second, momentum carried over
-SIZE = {"resnet50": 64, "vgg16": 48}
+SIZE = {"resnet50": 48, "vgg16": 48}
 # The branch each ADL layer is forced to take, as a drop rate: the benchmark selects the drop mask
 # when floor(U[0,1) + drop_rate) = 1 and wsolax when U[0,1) < drop_rate; both always at 1.0, never
 # at 0.0.
@@ -75,6 +77,9 @@ RESNET_ADL_AFTER = {"layer3": (0,), "layer4": (0, 2)}
 # The benchmark's main.py parameter grouping: name substrings, and whether they mark the
 # lr x ratio group (ResNet) or the plain-lr group (VGG: everything else gets lr x ratio).
 FEATURE_PATTERNS = {"vgg16": (("features.",), False), "resnet50": (("layer4.", "fc."), True)}
+# Its config.py defaults (--momentum, --lr_classifier_ratio); main.py fixes nesterov=True.
+REFERENCE_MOMENTUM = 0.9
+REFERENCE_RATIO = 10.0
 
 
 # ---------------------------------------------------------------------------------- reference
@@ -136,19 +141,18 @@ def _reference_groups(arch, names):
     return [n for n in names if n not in new], new
 
 
-def reference_steps(arch, sd, batches, optim, drop_rate, gamma):
+def reference_steps(arch, sd, batches, lr, weight_decay, drop_rate, gamma):
     """Per step (loss, gradients, parameters after it, running statistics after it), numpy
-    float64, and the names the optimizer gives lr x ratio."""
+    float64, and the names the optimizer gives lr x ratio. `lr` and `weight_decay` are the
+    benchmark's per-experiment flags; momentum, the ratio and Nesterov are its defaults."""
     params = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in sd.items()
               if not k.endswith(("running_mean", "running_var"))}
     stats = {k: torch.tensor(v, dtype=torch.float64) for k, v in sd.items()
              if k.endswith(("running_mean", "running_var"))}
     base, new = _reference_groups(arch, list(params))
-    opt = torch.optim.SGD([{"params": [params[n] for n in base], "lr": optim.lr},
-                           {"params": [params[n] for n in new],
-                            "lr": optim.lr * optim.new_layer_lr_mult}],
-                          momentum=optim.momentum, weight_decay=optim.weight_decay,
-                          nesterov=True)
+    opt = torch.optim.SGD([{"params": [params[n] for n in base], "lr": lr},
+                           {"params": [params[n] for n in new], "lr": lr * REFERENCE_RATIO}],
+                          momentum=REFERENCE_MOMENTUM, weight_decay=weight_decay, nesterov=True)
     forward = _resnet_forward if arch == "resnet50" else _vgg_forward
     out = []
     for x_nhwc, labels in batches:
@@ -234,8 +238,8 @@ def compare(arch, branch):
                 rng.integers(0, NUM_CLASSES, BATCH)) for _ in range(STEPS)]
 
     t0 = time.perf_counter()
-    ref, ref_new = reference_steps(arch, sd, batches, cfg.optim, BRANCHES[branch],
-                                   cfg.model.methods.adl.gamma)
+    ref, ref_new = reference_steps(arch, sd, batches, cfg.optim.lr, cfg.optim.weight_decay,
+                                   BRANCHES[branch], cfg.model.methods.adl.gamma)
     t1 = time.perf_counter()
     got, loaded, new, dtypes = wsolax_steps(arch, cfg, sd, batches)
     seconds = {"reference": t1 - t0, "wsolax": time.perf_counter() - t1}
