@@ -188,7 +188,7 @@ def case_config(case: dict, image_size: int):
 
     if case["method"] == "wtl":
         cfg = load_config(CONFIGS / "cub_wtl_resnet50.py")
-        cfg.model.wtl.patch_sizes = scaled_patch_sizes(image_size)
+        cfg.model.methods.where_to_look.patch_sizes = scaled_patch_sizes(image_size)
         # From random weights the scale-invariant fusion loss diverges within a few steps
         # (seen: NaN at the second step); the config's docstring turns clipping on for training
         # from scratch, as configs/synthetic_wtl.py does. One global-norm reduction per step.

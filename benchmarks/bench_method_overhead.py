@@ -43,11 +43,11 @@ def build(method: str, args):
     cfg.data.num_classes = args.num_classes
     if method == "wtl":  # the paper config's settings, patch sizes scaled to the image size
         paper = load_config(Path(__file__).resolve().parents[1] / "configs/cub_wtl_resnet50.py")
-        cfg.model.head = paper.model.head
-        cfg.model.wtl = paper.model.wtl
-        cfg.model.wtl.patch_sizes = scaled_patch_sizes(args.image_size)
+        cfg.model.methods.where_to_look = paper.model.methods.where_to_look
+        wtl = cfg.model.methods.where_to_look
+        wtl.patch_sizes = scaled_patch_sizes(args.image_size)
         if args.wtl_agg_kernel:
-            cfg.model.wtl.agg_kernel = args.wtl_agg_kernel
+            wtl.agg_kernel = args.wtl_agg_kernel
     elif method != "cam":
         cfg.model.inserts = (tuple((s, method) for s in args.stages) if args.stages
                              else paper_inserts(method, args.backbone))

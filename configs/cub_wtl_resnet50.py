@@ -21,12 +21,8 @@ import _paper
 
 def where_to_look(c):
     """The paper's method settings (and wsolax's readings) on a paper_config `c`."""
-    c.model.head = "where_to_look"
-    c.model.wtl.patch_sizes = (16, 32, 44, 56)
-    c.model.wtl.hide_prob = 0.5
-    c.model.wtl.fusion_weight = 50.0
-    c.model.wtl.agg_features = 1024
-    c.model.wtl.agg_kernel = 1
+    c.model.methods.where_to_look = {"patch_sizes": (16, 32, 44, 56), "hide_prob": 0.5,
+                                     "fusion_weight": 50.0, "agg_features": 1024, "agg_kernel": 1}
     return c
 
 

@@ -27,13 +27,15 @@ def get_config(variant: str | None = None):
     c.name = "synthetic_wtl"
     c.workdir = "runs/synthetic_wtl" + arg_suffix(variant)
 
-    c.model.head = "where_to_look"
-    c.model.wtl.patch_sizes = scaled_patch_sizes(c.data.crop_size)
+    # A section selects the method; keys it does not set keep the paper's values.
+    c.model.methods.where_to_look = {}
+    wtl = c.model.methods.where_to_look
+    wtl.patch_sizes = scaled_patch_sizes(c.data.crop_size)
     if "patch" in opts:
-        c.model.wtl.patch_sizes = (int(opts["patch"]),)
+        wtl.patch_sizes = (int(opts["patch"]),)
     if "nofusion" in opts:
-        c.model.wtl.fusion_weight = 0.0
-    c.model.wtl.test_branch = opts.get("test", "x")
+        wtl.fusion_weight = 0.0
+    wtl.test_branch = opts.get("test", "x")
     # From scratch the CAMs start tiny, and the fusion loss is scale-invariant: its gradient grows
     # as 1/|CAM|. Unclipped, the first steps' gradient norm is ~1000 and training diverges within
     # ten steps (seen at lr 0.05); clipping the global norm at 5 keeps it stable.

@@ -37,8 +37,7 @@ def main(num_devices: int, mode: str = "cam", precision: str = "float32", steps:
         for name in ("adl", "dgdm", "dfm"):
             cfg.model.methods[name] = {"per_sample": True}
     elif mode == "wtl":  # Where to Look: the pair is drawn per image inside the step
-        cfg.model.head = "where_to_look"
-        cfg.model.wtl.patch_sizes = (4, 6, 8)
+        cfg.model.methods.where_to_look = {"patch_sizes": (4, 6, 8)}
         cfg.optim.clip_grad_norm = 5.0
     mesh = sharding.data_mesh(jax.devices()[:num_devices])
     model = build_model(cfg)

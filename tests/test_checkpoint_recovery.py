@@ -87,7 +87,7 @@ def test_every_checkpoint_damaged_is_one_error_naming_each(reference, tmp_path, 
 @pytest.mark.parametrize("override, key, old, new", [
     ({"model.inserts": (("stage3", "adl"),)}, "model.inserts", "[]", '[["stage3", "adl"]]'),
     ({"model.dtype": "bfloat16"}, "model.dtype", '"float32"', '"bfloat16"'),
-    ({"model.head": "where_to_look"}, "model.head", '"gap_linear"', '"where_to_look"'),
+    ({"model.methods.where_to_look": {}}, "model.methods", "[]", '["where_to_look"]'),
     ({"data.crop_size": 24}, "data.crop_size", "32", "24"),
 ])
 def test_resume_refuses_a_config_of_another_model_naming_the_key(reference, tmp_path, override,
@@ -108,9 +108,10 @@ def test_a_method_hyperparameter_counts_but_an_unused_section_and_init_from_do_n
     other = load_config(adl_config, tiny_overrides(tmp_path, **short, **{"model.methods.adl.gamma": 0.5}))
     with pytest.raises(CheckpointError, match=r"model\.methods\.adl\.gamma: checkpoint 0\.9 vs config 0\.5"):
         train(other, other.workdir, resume=True)
-    # Where to Look settings with another head, and where the weights came from: not the model.
+    # Settings of a layer method the config does not insert, and where the weights came from: not
+    # the model.
     same = load_config(adl_config, tiny_overrides(tmp_path, **short, **{
-        "model.wtl.fusion_weight": 1.0, "model.init_from": "elsewhere.safetensors"}))
+        "model.methods.dgdm": {"alpha": 0.1}, "model.init_from": "elsewhere.safetensors"}))
     assert train(same, same.workdir, resume=True).steps_done == 0
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from wsolax.config import base_config
 from wsolax import registry
+from wsolax.methods.api import layer_method
 from wsolax.models.heads import GAPLinearHead
 from wsolax.registry import build_model
 from wsolax.models.wsol_model import init_key
@@ -80,7 +81,7 @@ class _Double(nn.Module):
 
 
 def test_layer_inserted_at_named_stage(monkeypatch):
-    monkeypatch.setitem(registry.METHODS, "double", _Double)
+    monkeypatch.setitem(registry.METHODS, "double", layer_method("double", _Double))
     cfg, plain = _model()
     cfg2, doubled = _model(inserts=(("stage4", "double"),))
     x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 32, 32, 3)), jnp.float32)
@@ -91,7 +92,7 @@ def test_layer_inserted_at_named_stage(monkeypatch):
 
 
 def test_unknown_stage_is_named(monkeypatch):
-    monkeypatch.setitem(registry.METHODS, "double", _Double)
+    monkeypatch.setitem(registry.METHODS, "double", layer_method("double", _Double))
     _, model = _model(inserts=(("pool9", "double"),))
     with pytest.raises(ValueError, match="no stage named 'pool9'"):
         model.init(init_key(0), jnp.ones((1, 32, 32, 3)), train=False)

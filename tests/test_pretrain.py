@@ -63,7 +63,8 @@ def test_benchmark_variants_are_named_and_exclusive():
     assert fine.data.synthetic.image_size == 96 and fine.data.synthetic.stripe_scale == 2.0
     assert fine.model.inserts == scratch.model.inserts == (("stage3", "adl"), ("stage4", "adl"))
     assert load_config("configs/synthetic_dgdm.py:finegrained").model.methods.dgdm.block_size == 3
-    assert load_config("configs/synthetic_wtl.py:finegrained").model.wtl.patch_sizes == (7, 14, 19, 24)
+    wtl = load_config("configs/synthetic_wtl.py:finegrained").model.methods.where_to_look
+    assert wtl.patch_sizes == (7, 14, 19, 24)
     with pytest.raises(ValueError, match="exclude each other"):
         load_config("configs/synthetic_cam.py:finegrained,finetune")
     with pytest.raises(ValueError, match="goes with 'finegrained'"):

@@ -26,6 +26,7 @@ from flax import traverse_util
 
 from backbone_testing import backbone_config
 from wsolax import registry
+from wsolax.methods.api import layer_method
 from wsolax.models import resnet
 from wsolax.registry import build_model
 from wsolax.weights import convert_torch_state_dict
@@ -270,7 +271,7 @@ class _Probe(nn.Module):
 
 
 def test_inserted_layers_are_new_layers(monkeypatch):
-    monkeypatch.setitem(registry.METHODS, "probe", _Probe)
+    monkeypatch.setitem(registry.METHODS, "probe", layer_method("probe", _Probe))
     sd = _torch_state_dict("resnet50")
     # ADL (parameter-free) at layer3's first block plus a parametrised probe at layer4's end.
     model = build_model(_cfg("resnet50", inserts=(("layer3_0", "adl"), ("layer4", "probe"))))
@@ -339,7 +340,7 @@ class _Record(nn.Module):
 
 
 def test_stage_order_and_shapes(monkeypatch):
-    monkeypatch.setitem(registry.METHODS, "record", _Record)
+    monkeypatch.setitem(registry.METHODS, "record", layer_method("record", _Record))
     monkeypatch.setattr(_Record, "log", [])
     stages = resnet.STAGES["resnet50"]
     assert stages[0] == "stem" and {"layer3_0", "layer4_0", "layer4"} <= set(stages)

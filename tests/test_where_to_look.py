@@ -14,7 +14,7 @@ from wsolax.config import base_config, load_config
 from wsolax.methods.where_to_look import (
     CAAM, SSAM, WhereToLookHead, caam, complementary_pair, fusion_loss, hidden_mask,
     scaled_patch_sizes, ssam)
-from wsolax.registry import build_model
+from wsolax.registry import build_model, selected_methods
 from wsolax.training.objectives import build_objective
 from wsolax.training.optim import make_optimizer
 from wsolax.models.wsol_model import init_key
@@ -225,10 +225,7 @@ def test_fusion_loss_value_and_gradient_on_a_hand_example():
 def _wtl_cfg(**wtl):
     cfg = base_config()
     cfg.model.width = 4
-    cfg.model.head = "where_to_look"
-    cfg.model.wtl.patch_sizes = (4, 8)
-    for k, v in wtl.items():
-        cfg.model.wtl[k] = v
+    cfg.model.methods.where_to_look = {"patch_sizes": (4, 8), **wtl}
     return cfg
 
 
@@ -301,20 +298,27 @@ def test_the_train_step_minimises_both_cross_entropies_plus_beta_times_the_fusio
     assert float(m2["loss"]) == float(m["loss"]) and float(m3["loss"]) != float(m["loss"])
 
 
+def _hparams(cfg):
+    """Where to Look's checked hyperparameters, asserting it is the one selected method."""
+    (selected,) = selected_methods(cfg.model)
+    assert selected.method.name == "where_to_look" and cfg.model.head == "gap_linear"
+    return selected.hparams
+
+
 def test_synthetic_and_paper_configs():
     cfg = load_config("configs/synthetic_wtl.py")
-    assert cfg.model.head == "where_to_look" and cfg.model.wtl.patch_sizes == (5, 9, 13, 16)
-    assert cfg.model.wtl.fusion_weight == 50.0 and cfg.model.wtl.hide_prob == 0.5
-    fixed = load_config("configs/synthetic_wtl.py:runlocal,patch=9,nofusion,test=x_tilde")
-    assert fixed.model.wtl.patch_sizes == (9,) and fixed.model.wtl.fusion_weight == 0.0
-    assert fixed.model.wtl.test_branch == "x_tilde"
+    wtl = _hparams(cfg)
+    assert wtl.patch_sizes == (5, 9, 13, 16)
+    assert wtl.fusion_weight == 50.0 and wtl.hide_prob == 0.5
+    fixed = _hparams(load_config("configs/synthetic_wtl.py:runlocal,patch=9,nofusion,test=x_tilde"))
+    assert fixed.patch_sizes == (9,) and fixed.fusion_weight == 0.0
+    assert fixed.test_branch == "x_tilde"
     with pytest.raises(ValueError):
         load_config("configs/synthetic_wtl.py:patches=3")
     for name, classes in (("cub_wtl_resnet50", 200), ("ilsvrc_wtl_resnet50", 1000)):
         cfg = load_config(f"configs/{name}.py")
         assert cfg.model.backbone == "resnet50" and cfg.data.num_classes == classes
-        assert cfg.model.head == "where_to_look"
-        assert cfg.model.wtl.patch_sizes == (16, 32, 44, 56) and cfg.data.crop_size == 224
+        assert _hparams(cfg).patch_sizes == (16, 32, 44, 56) and cfg.data.crop_size == 224
 
 
 def test_fusion_weight_schedule_by_hand():
@@ -332,7 +336,7 @@ def test_fusion_weight_schedule_by_hand():
 @pytest.mark.slow
 def test_the_step_adds_no_fusion_term_before_the_schedule_starts_it():
     cfg = _wtl_cfg(fusion_weight=50.0)
-    cfg.model.wtl.fusion_start_epochs = 1.0  # 10 steps per epoch below
+    cfg.model.methods.where_to_look.fusion_start_epochs = 1.0  # 10 steps per epoch below
     model = build_model(cfg)
     tx, _ = make_optimizer(cfg.optim, 10, 100)
     state = init_state(model, tx, init_key(0), (1, 32, 32, 3))

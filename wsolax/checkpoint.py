@@ -8,6 +8,7 @@ and the newest one that restores is used instead; nothing is ever deleted.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
@@ -19,7 +20,7 @@ import orbax.checkpoint as ocp
 
 from wsolax import sharding
 from wsolax.models.wsol_model import WSOLModel, init_key, init_variables
-from wsolax.registry import build_model
+from wsolax.registry import build_model, selected_methods
 
 
 class CheckpointError(ValueError):
@@ -27,21 +28,21 @@ class CheckpointError(ValueError):
 
 
 # What defines the model and its training objective. model.init_from is only where a run started,
-# so it may differ; model.methods.<m> counts only for inserted methods, model.wtl only with the
-# Where to Look head.
+# so it may differ; of model.methods only the selected methods count: their names and every
+# hyperparameter (defaults included), not sections of methods the model does not use.
 _DATA_KEYS = ("num_classes", "crop_size")
-_SKIPPED_MODEL_KEYS = {"init_from", "methods", "wtl"}
+_SKIPPED_MODEL_KEYS = {"init_from", "methods"}
 
 
 def model_definition(cfg: ml_collections.ConfigDict) -> dict:
     """Flat {"model.backbone": ..., "data.crop_size": ...} of everything that defines the model."""
     model = json.loads(cfg.model.to_json_best_effort())
     out = {f"model.{k}": v for k, v in model.items() if k not in _SKIPPED_MODEL_KEYS}
-    for method in sorted({m for _, m in model["inserts"]}):
-        for k, v in sorted(model["methods"].get(method, {}).items()):
-            out[f"model.methods.{method}.{k}"] = v
-    if model["head"] == "where_to_look":
-        out.update({f"model.wtl.{k}": v for k, v in model["wtl"].items()})
+    selected = selected_methods(cfg.model)
+    out["model.methods"] = [s.method.name for s in selected]
+    for s in selected:
+        values = json.loads(json.dumps(dataclasses.asdict(s.hparams)))
+        out.update({f"model.methods.{s.method.name}.{k}": v for k, v in sorted(values.items())})
     out.update({f"data.{k}": json.loads(json.dumps(cfg.data[k])) for k in _DATA_KEYS})
     return out
 
@@ -56,11 +57,23 @@ def model_stamp(cfg: ml_collections.ConfigDict, params) -> dict:
 
 def _stored_definition(stored: dict) -> dict:
     if "definition" in stored:
-        return stored["definition"]
+        return _moved_keys(stored["definition"])
     # Stamps of wsolax before the definition existed: the model section and the class count.
     out = {f"model.{k}": v for k, v in stored.get("model", {}).items()
            if k not in _SKIPPED_MODEL_KEYS}
     out["data.num_classes"] = stored.get("num_classes")
+    return out
+
+
+def _moved_keys(definition: dict) -> dict:
+    """A stamp written before Where to Look became a method (head "where_to_look", settings in
+    model.wtl) in today's keys, so those runs still resume and evaluate."""
+    if definition.get("model.head") != "where_to_look":
+        return definition
+    out = {k: v for k, v in definition.items() if not k.startswith("model.wtl.")}
+    out["model.head"] = "gap_linear"
+    out.update({f"model.methods.where_to_look.{k.removeprefix('model.wtl.')}": v
+                for k, v in definition.items() if k.startswith("model.wtl.")})
     return out
 
 

@@ -25,7 +25,8 @@ from wsolax.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
 # Sections whose keys are checked by their consumer rather than by base_config(): method
-# hyperparameters (by the method's builder) and the generator's knobs (against SyntheticSpec).
+# hyperparameters (against the method's dataclass, wsolax.registry.selected_methods) and the
+# generator's knobs (against SyntheticSpec).
 FREE_FORM = ("model.methods", "data.synthetic")
 
 
@@ -110,27 +111,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.large_feature_map = False
     c.model.bn_frozen = False
     c.model.init_from = ""
-    # Attention-dropout layers inserted after named backbone stages: a tuple of
-    # (stage_name, method_name) pairs; method hyperparameters live in model.methods.<name>.
+    # Methods (wsolax/methods/, docs/adding-a-method.md). model.methods.<name> holds a method's
+    # hyperparameters (checked against its dataclass when the model is built) and selects a method
+    # that inserts no layer: `c.model.methods.where_to_look = {}` is Where to Look with the paper's
+    # settings. Layers are placed by model.inserts, a tuple of (stage_name, method_name) pairs
+    # after named backbone stages. A method with its own head replaces model.head.
     c.model.inserts = ()
     c.model.methods = ml_collections.ConfigDict()
-    # Where to Look (Babar & Das, WACV'21), used when model.head = "where_to_look": the
-    # complementary pair (Hide-and-Seek grid; one patch size drawn per image per step from
-    # patch_sizes: the paper's "Mixed" at 224 px), the fusion-loss weight beta, the aggregation conv
-    # (0 features: the backbone's width) and which branch's classifier gives the test CAM.
-    c.model.wtl = ml_collections.ConfigDict()
-    c.model.wtl.patch_sizes = (16, 32, 44, 56)
-    c.model.wtl.hide_prob = 0.5
-    c.model.wtl.fill = 0.0  # normalised units: 0 is the dataset mean HaS hides with
-    c.model.wtl.fusion_weight = 50.0
-    # Not in the paper (constant beta from ImageNet weights): beta stays 0 for fusion_start_epochs,
-    # then ramps up linearly over fusion_warmup_epochs; for training from scratch.
-    c.model.wtl.fusion_start_epochs = 0.0
-    c.model.wtl.fusion_warmup_epochs = 0.0
-    c.model.wtl.agg_features = 0
-    c.model.wtl.agg_kernel = 3
-    c.model.wtl.test_branch = "x"
-    c.model.wtl.share_classifier = False
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 0.1
@@ -273,7 +260,15 @@ def _flatten(cfg: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]
     return out
 
 
+# Sections that moved (old prefix -> new), so that an old config or command line is told where.
+MOVED = {"model.wtl.": "model.methods.where_to_look."}
+
+
 def _unknown_key_error(key: str, known: Sequence[str]) -> ConfigError:
+    for old, new in MOVED.items():
+        if key.startswith(old):
+            return ConfigError(f"unknown config key '{key}': it is now "
+                               f"'{new}{key.removeprefix(old)}'")
     close = difflib.get_close_matches(key, known, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     return ConfigError(f"unknown config key '{key}'{hint}")
@@ -333,15 +328,6 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     for pair in m.inserts:
         _require(isinstance(pair, (tuple, list)) and len(pair) == 2, "model.inserts",
                  f"entries must be (stage, method) pairs, got {pair!r}")
-    w = m.wtl
-    _require(len(w.patch_sizes) >= 1 and all(int(p) >= 1 for p in w.patch_sizes),
-             "model.wtl.patch_sizes", f"must be positive sizes, got {w.patch_sizes!r}")
-    _require(0 <= w.hide_prob <= 1, "model.wtl.hide_prob", "must be in [0, 1]")
-    _require(w.fusion_weight >= 0, "model.wtl.fusion_weight", "must be >= 0")
-    _require(w.agg_features >= 0, "model.wtl.agg_features", "must be >= 0")
-    _require(w.agg_kernel >= 1, "model.wtl.agg_kernel", "must be >= 1")
-    _require(w.test_branch in ("x", "x_tilde"), "model.wtl.test_branch",
-             f"must be 'x' or 'x_tilde', got {w.test_branch!r}")
     _require(o.lr > 0 and math.isfinite(o.lr), "optim.lr", f"must be a positive number, got {o.lr}")
     _require(0 <= o.momentum < 1, "optim.momentum", f"must be in [0, 1), got {o.momentum}")
     _require(o.weight_decay >= 0, "optim.weight_decay", "must be >= 0")

@@ -1,23 +1,26 @@
-"""Name -> builder registries, so configs name backbones, heads and inserted layers.
+"""Name -> builder registries, so configs name backbones, heads and methods.
 
-Backbones and inserted methods are registered by dotted path and imported on first use, so each
-lives in its own file without this table importing every architecture.
+Backbones are registered by dotted path and methods found by file name, both imported on first
+use, so each lives in its own file without this table importing every architecture.
 
 * A backbone module exposes ``build_backbone(name, model_cfg, inserts, dtype) -> nn.Module`` and
   ``torch_name(path) -> str | None`` (Flax module path -> torch module prefix, for weight import).
-* A method module's Flax class takes its hyperparameters as dataclass fields; the config's
-  ``model.methods.<name>`` keys are checked against those fields.
+* A method is a `wsolax.methods.api.Method`; wsolax/methods/<name>.py (or the package
+  <name>/) defines it as `METHOD`, other code registers one with `register_method`. The config's
+  ``model.methods.<name>`` keys are checked against its hyperparameter dataclass.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib
+import importlib.util
+import pkgutil
 from typing import Callable
 
 import ml_collections
 
+from wsolax.methods.api import Method, hparam_names, make_hparams
 from wsolax.models.heads import GAPLinearHead
 from wsolax.models.stages import Inserts
 from wsolax.models.tiny import TinyNet
@@ -25,12 +28,12 @@ from wsolax.models.wsol_model import WSOLModel
 from wsolax.precision import compute_dtype
 
 HEADS: dict[str, Callable] = {}
-# name -> "module:attribute" of the Flax module class of an inserted layer.
-METHODS: dict[str, object] = {
-    "adl": "wsolax.methods.adl:ADL",
-    "dgdm": "wsolax.methods.dgdm:DGDM",
-    "dfm": "wsolax.methods.dfm:DFM",
-}
+# The head a method's own head replaces (a config naming another head as well is refused).
+PLAIN_HEAD = "gap_linear"
+# name -> Method: those registered with `register_method` (tests, code outside wsolax); the
+# methods of wsolax are found by name, see `get_method`.
+METHODS: dict[str, Method] = {}
+METHODS_PACKAGE = "wsolax.methods"
 # name -> module exposing build_backbone / torch_name ("" for the tiny test backbone).
 BACKBONES: dict[str, str] = {
     "tiny": "",
@@ -40,8 +43,6 @@ BACKBONES: dict[str, str] = {
     "mobilenet_v1": "wsolax.models.mobilenet",
     "inception_v3": "wsolax.models.inception",
 }
-# Fields of an inserted layer's module that are wiring, not hyperparameters.
-_NOT_HPARAMS = {"parent", "name", "dtype"}
 
 
 def register(table: dict, name: str):
@@ -53,19 +54,17 @@ def register(table: dict, name: str):
     return wrap
 
 
-@register(HEADS, "gap_linear")
+def register_method(method: Method) -> Method:
+    """Make `method` selectable by its name (for methods that do not live in wsolax/methods/)."""
+    if method.name in METHODS or _module_method(method.name) is not None:
+        raise ValueError(f"method '{method.name}' is registered twice")
+    METHODS[method.name] = method
+    return method
+
+
+@register(HEADS, PLAIN_HEAD)
 def _gap_linear(model_cfg, num_classes: int, dtype):
     return GAPLinearHead(num_classes=num_classes, dtype=dtype)
-
-
-@register(HEADS, "where_to_look")
-def _where_to_look(model_cfg, num_classes: int, dtype):
-    from wsolax.methods.where_to_look import WhereToLookHead
-
-    w = model_cfg.wtl
-    return WhereToLookHead(num_classes=num_classes, agg_features=w.agg_features,
-                           agg_kernel=w.agg_kernel, test_branch=w.test_branch,
-                           share_classifier=w.share_classifier, dtype=dtype)
 
 
 def _lookup(table: dict, name: str, what: str):
@@ -75,34 +74,88 @@ def _lookup(table: dict, name: str, what: str):
 
 
 def _import(target):
-    if not isinstance(target, str):  # already a class/module (e.g. registered by a test)
-        return target
     module, _, attr = target.partition(":")
     mod = importlib.import_module(module)
     return getattr(mod, attr) if attr else mod
 
 
-def method_class(name: str):
-    return _import(_lookup(METHODS, name, "inserted method"))
+def _module_method(name: str) -> Method | None:
+    """`METHOD` of the module (or package) wsolax/methods/<name>: a method's file is its
+    registration, so adding one touches nothing else."""
+    if not name.isidentifier() or importlib.util.find_spec(f"{METHODS_PACKAGE}.{name}") is None:
+        return None
+    method = getattr(importlib.import_module(f"{METHODS_PACKAGE}.{name}"), "METHOD", None)
+    if method is not None and method.name != name:
+        raise ValueError(f"{METHODS_PACKAGE}.{name}.METHOD is named '{method.name}'; a method's "
+                         f"name is its file's")
+    return method
+
+
+def method_names() -> tuple[str, ...]:
+    """Every selectable method (for listings and the method contract tests)."""
+    package = importlib.import_module(METHODS_PACKAGE)
+    found = {m.name for m in pkgutil.iter_modules(package.__path__) if _module_method(m.name)}
+    return tuple(sorted(found | set(METHODS)))
+
+
+def get_method(name: str) -> Method:
+    method = METHODS.get(name) or _module_method(name)
+    if method is None:
+        raise ValueError(f"unknown method '{name}'; known: {list(method_names())}")
+    return method
 
 
 def method_hparams(name: str) -> tuple[str, ...]:
-    cls = method_class(name)
-    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in _NOT_HPARAMS)
+    return hparam_names(get_method(name))
 
 
-def build_inserts(model_cfg: ml_collections.ConfigDict, dtype) -> Inserts:
+@dataclasses.dataclass(frozen=True)
+class Selected:
+    method: Method
+    hparams: object  # an instance of method.hparams
+
+
+def selected_methods(model_cfg: ml_collections.ConfigDict) -> tuple[Selected, ...]:
+    """The methods a model config uses, with checked hyperparameters, in name order.
+
+    A method with a layer is selected by naming it in `model.inserts` (its `model.methods` section
+    then only sets hyperparameters, and is still checked); any other method by having a section in
+    `model.methods` (`{}`: the paper's defaults). Every section must name a known method.
+    """
+    inserted = {m for _, m in model_cfg.inserts}
+    names = sorted(set(model_cfg.methods.keys()) | inserted)
     out = []
-    for stage, method in model_cfg.inserts:
-        cls = method_class(method)
-        hparams = dict(model_cfg.methods.get(method, ml_collections.ConfigDict()))
-        allowed = method_hparams(method)
-        unknown = sorted(set(hparams) - set(allowed))
-        if unknown:
-            raise ValueError(f"config key 'model.methods.{method}.{unknown[0]}' is not a "
-                             f"{method} hyperparameter; known: {sorted(allowed)}")
-        out.append((stage, functools.partial(cls, **hparams, dtype=dtype)))
+    for name in names:
+        method = get_method(name)
+        hparams = make_hparams(method, dict(model_cfg.methods.get(name, {})))
+        if name in inserted and method.layer is None:
+            raise ValueError(f"config key 'model.inserts': method '{name}' has no layer to insert")
+        if method.layer is None or name in inserted:
+            out.append(Selected(method, hparams))
+    heads = [s.method.name for s in out if s.method.head is not None]
+    if len(heads) > 1 or (heads and model_cfg.head != PLAIN_HEAD):
+        raise ValueError(f"config key 'model.head': {model_cfg.head!r} and the methods {heads} "
+                         f"each give the head; keep one")
     return tuple(out)
+
+
+def build_inserts(model_cfg: ml_collections.ConfigDict, dtype,
+                  selected: tuple[Selected, ...] | None = None) -> Inserts:
+    selected = selected_methods(model_cfg) if selected is None else selected
+    layers = {s.method.name: s for s in selected if s.method.layer is not None}
+    return tuple((stage, layers[name].method.layer(layers[name].hparams, dtype))
+                 for stage, name in model_cfg.inserts)
+
+
+def build_head(model_cfg: ml_collections.ConfigDict, num_classes: int, dtype,
+               selected: tuple[Selected, ...]):
+    for s in selected:
+        if s.method.head is not None:
+            return s.method.head(s.hparams, num_classes, dtype)
+    if model_cfg.head not in HEADS and model_cfg.head in method_names():
+        raise ValueError(f"config key 'model.head': '{model_cfg.head}' is a method; select it "
+                         f"with config.model.methods.{model_cfg.head} = {{}}")
+    return _lookup(HEADS, model_cfg.head, "head")(model_cfg, num_classes, dtype)
 
 
 def backbone_module(name: str):
@@ -122,7 +175,7 @@ def build_backbone(model_cfg: ml_collections.ConfigDict, inserts: Inserts, dtype
 def build_model(cfg: ml_collections.ConfigDict) -> WSOLModel:
     """Build the model a config describes."""
     dtype = compute_dtype(cfg.model.dtype)
-    inserts = build_inserts(cfg.model, dtype)
-    backbone = build_backbone(cfg.model, inserts, dtype)
-    head = _lookup(HEADS, cfg.model.head, "head")(cfg.model, cfg.data.num_classes, dtype)
+    selected = selected_methods(cfg.model)
+    backbone = build_backbone(cfg.model, build_inserts(cfg.model, dtype, selected), dtype)
+    head = build_head(cfg.model, cfg.data.num_classes, dtype, selected)
     return WSOLModel(backbone=backbone, head=head)

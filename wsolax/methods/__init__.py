@@ -1,1 +1,2 @@
-"""WSOL methods that act on feature maps inside the backbone (inserted at named stages)."""
+"""WSOL methods, one per module or package, each defining its `METHOD` (wsolax.methods.api): layers
+inserted at named backbone stages, heads, batch transforms and loss terms."""

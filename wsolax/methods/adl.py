@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from wsolax.methods.api import layer_method
 from wsolax.precision import widen
 
 
@@ -50,3 +51,7 @@ class ADL(nn.Module):
             return x
         return adl(self.make_rng("dropout"), x, drop_rate=self.drop_rate, gamma=self.gamma,
                    train=True, per_sample=self.per_sample)
+
+
+# Selected by `config.model.inserts`; hyperparameters: the fields of ADL (model.methods.adl).
+METHOD = layer_method("adl", ADL)

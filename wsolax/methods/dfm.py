@@ -55,6 +55,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from wsolax.methods.api import layer_method
 from wsolax.precision import widen
 
 
@@ -126,3 +127,7 @@ class DFM(nn.Module):
         return dfm(self.make_rng("dropout"), x, alpha=self.alpha, beta=self.beta,
                    omega=self.omega, delta=self.delta, gamma=self.gamma, tau=self.tau,
                    train=True, per_sample=self.per_sample)
+
+
+# Selected by `config.model.inserts`; hyperparameters: the fields of DFM (model.methods.dfm).
+METHOD = layer_method("dfm", DFM)

@@ -52,6 +52,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from wsolax.methods.api import layer_method
 from wsolax.precision import widen
 
 
@@ -138,3 +139,7 @@ class DGDM(nn.Module):
                     block_size=self.block_size, block_divisor=self.block_divisor,
                     delta_low=self.delta_low, delta_high=self.delta_high, alpha=self.alpha,
                     beta=self.beta, train=True, per_sample=self.per_sample)
+
+
+# Selected by `config.model.inserts`; hyperparameters: the fields of DGDM (model.methods.dgdm).
+METHOD = layer_method("dgdm", DGDM)

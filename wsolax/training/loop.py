@@ -17,7 +17,7 @@ from wsolax.data import pipeline
 from wsolax.localization.cams import make_cam_extractor
 from wsolax.localization.run import score_split
 from wsolax.models.wsol_model import init_key
-from wsolax.registry import build_model
+from wsolax.registry import build_model, selected_methods
 from wsolax.training.objectives import build_objective
 from wsolax.training.optim import make_optimizer
 from wsolax.training.state import TrainState, init_state, model_variables
@@ -79,6 +79,7 @@ def start_from_converted(cfg: ml_collections.ConfigDict, state: TrainState, tx, 
 def train(cfg: ml_collections.ConfigDict, workdir: str | Path | None = None, resume: bool = False,
           devices=None) -> TrainResult:
     workdir = Path(workdir or cfg.workdir)
+    selected_methods(cfg.model)  # a method's bad hyperparameter fails before any data is read
     mesh = sharding.data_mesh(devices)
     sharding.check_batch_size(cfg.train.batch_size, mesh, "train.batch_size")
     train_split = datasets.load_split(cfg.data, cfg.data.train_split,

@@ -4,8 +4,8 @@ What the step minimises is an *objective*: `objective(model, variables, batch, k
 (loss, (aux, updates))` (step: the optimizer step being taken, for loss weights on a schedule),
 where aux holds the logits the accuracy is measured on and optionally a dict of extra scalar
 `metrics`, and updates the new mutable collections (BatchNorm statistics).
-Plain classification (CAM and the inserted attention-dropout layers) is the default; two-view
-methods bring their own (wsolax.training.objectives).
+Plain classification (CAM and the inserted attention-dropout layers) is the default; methods with
+transforms, a training forward or loss terms compose theirs (wsolax.training.objectives).
 """
 
 from __future__ import annotations
@@ -18,7 +18,11 @@ from wsolax.training.state import TrainState, model_variables
 
 
 def classification_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    """Mean cross-entropy; labels are class indices (B,) or, after a label-mixing transform
+    (CutMix), class distributions (B, K)."""
+    if jnp.issubdtype(labels.dtype, jnp.integer):
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    return optax.softmax_cross_entropy(logits, labels).mean()
 
 
 def classification_objective(model, variables, batch, key, step=None):
