@@ -24,6 +24,8 @@ import time
 import jax.numpy as jnp
 import numpy as np
 
+from bench_evaluator import reference_loop as literal_reference  # same folder
+
 from wsolax.evaluation import WSOLEvaluator
 from wsolax.evaluation.reference_scoremap import reference_scoremaps
 from wsolax.localization.device_scoremap import normalize_scoremaps, resize_cams
@@ -44,21 +46,6 @@ def parse_args():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=str, default=None)
     return parser.parse_args()
-
-
-def literal_reference(cams: np.ndarray) -> np.ndarray:
-    """The reference's own loop: per map, float64 cast, cv2.resize, in-place min-max."""
-    import cv2
-    out = []
-    for cam in cams.astype(np.float64):
-        m = cv2.resize(cam, INPUT[::-1], interpolation=cv2.INTER_CUBIC)
-        if np.isnan(m).any() or m.min() == m.max():
-            m = np.zeros_like(m)
-        else:
-            m -= m.min()
-            m /= m.max()
-        out.append(m)
-    return np.stack(out)
 
 
 def device_float32(cams: np.ndarray) -> np.ndarray:
