@@ -654,6 +654,24 @@ class Runner:
             return 1.2 * max(seen)
         return self.args.first_case_s
 
+    def halving_on_oom(self, case, batch: int, tried: list, label: str, measure, cleanup=None):
+        """`measure(batch)` (a dict), halving the batch on out-of-memory when the case asks for
+        the largest batch; the batches that did not fit go into the result."""
+        while True:
+            try:
+                result = measure(batch)
+                result["oom_at_batches"] = tried
+                return result
+            except Exception as e:
+                if not (is_oom(e) and case["batch_request"] == "max" and batch > 1):
+                    raise
+                print(f"   {label}: out of memory at batch {batch}, halving", flush=True)
+                tried.append(batch)
+                batch //= 2
+                gc.collect()
+                if cleanup is not None:
+                    cleanup()
+
     def jax_at(self, case, batch: int) -> tuple[JaxProgram, dict]:
         """Measure wsolax at `batch` (compiled now if phase 1 did not); halves on OOM when the
         case asks for the largest batch."""
@@ -661,42 +679,27 @@ class Runner:
         if case.pop("_compile_oom", False):  # phase 1 already ran out of memory at this batch
             tried.append(batch)
             batch //= 2
-        while True:
-            try:
-                prog = self.program(case, batch)
-                if prog.compiled is None:
-                    prog.compile()
-                result = run_jax_train(prog, self.args)
-                result.update(prog.cost_info())
-                result["oom_at_batches"] = tried
-                return prog, result
-            except Exception as e:
-                if not (is_oom(e) and case["batch_request"] == "max" and batch > 1):
-                    raise
-                print(f"   wsolax: out of memory at batch {batch}, halving", flush=True)
-                tried.append(batch)
-                batch //= 2
-                gc.collect()
+        programs = {}
+
+        def measure(b):
+            prog = programs["last"] = self.program(case, b)
+            if prog.compiled is None:
+                prog.compile()
+            result = run_jax_train(prog, self.args)
+            result.update(prog.cost_info())
+            return result
+
+        result = self.halving_on_oom(case, batch, tried, "wsolax", measure)
+        return programs["last"], result
 
     def torch_at(self, case, cfg, batch: int) -> dict:
-        tried = []
         channels_last = self.args.torch_memory_format == "channels_last" or (
             self.args.torch_memory_format == "auto" and self.kind == "gpu")
-        while True:
-            try:
-                result = run_torch_train(self.torch, case, cfg, batch, self.torch_device,
-                                         channels_last, self.args)
-                result["oom_at_batches"] = tried
-                return result
-            except Exception as e:
-                if not (is_oom(e) and case["batch_request"] == "max" and batch > 1):
-                    raise
-                print(f"   torch: out of memory at batch {batch}, halving", flush=True)
-                tried.append(batch)
-                batch //= 2
-                gc.collect()
-                if self.torch_device.type == "cuda":
-                    self.torch.cuda.empty_cache()
+        cleanup = self.torch.cuda.empty_cache if self.torch_device.type == "cuda" else None
+        return self.halving_on_oom(
+            case, batch, [], "torch",
+            lambda b: run_torch_train(self.torch, case, cfg, b, self.torch_device, channels_last,
+                                      self.args), cleanup)
 
     def run_train(self, case):
         prog, jres = self.jax_at(case, self.first_batch(case))
