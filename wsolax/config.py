@@ -173,7 +173,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ml_collectio
     file = Path(path.rsplit(":", 1)[0] if ":" in Path(path).name else path)
     if not file.is_file():
         raise ConfigError(f"config file not found: {file}")
-    overrides = [_checked_override(item) for item in overrides]
+    known = _flatten(base_config())
+    overrides = [_checked_override(item, known) for item in overrides]
     argv = ["wsolax", f"--config={path}", *overrides]
     flag_values = flags.FlagValues()
     config_flags.DEFINE_config_file("config", default=None, flag_values=flag_values,
@@ -190,7 +191,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ml_collectio
                               f"{' '.join(overrides)}") from None
     if not isinstance(cfg, ml_collections.ConfigDict):
         raise ConfigError(f"{file}: get_config() must return an ml_collections.ConfigDict")
-    check_known_keys(cfg)
+    check_known_keys(cfg, known)
     validate(cfg)
     return cfg
 
@@ -213,7 +214,7 @@ def _siblings_importable(file: Path):
                 del sys.modules[name]
 
 
-def _checked_override(item: str) -> str:
+def _checked_override(item: str, known: dict[str, Any]) -> str:
     """`--config.a.b=v` (prefixes optional) with its key known to base_config(), or a ConfigError
     naming the key and the closest known one (config_flags alone would accept any new key, as the
     free-form sections need)."""
@@ -221,7 +222,6 @@ def _checked_override(item: str) -> str:
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like --config.key=value")
     key, text = item.split("=", 1)
-    known = _flatten(base_config())
     if key not in known and not key.startswith(tuple(f + "." for f in FREE_FORM)):
         raise _unknown_key_error(key, list(known))
     if isinstance(known.get(key), str) and text[:1] in "'\"" and len(text) > 1:
@@ -274,9 +274,10 @@ def _unknown_key_error(key: str, known: Sequence[str]) -> ConfigError:
     return ConfigError(f"unknown config key '{key}'{hint}")
 
 
-def check_known_keys(cfg: ml_collections.ConfigDict) -> None:
-    """Reject keys that base_config() does not define (method hyperparameters are free-form)."""
-    known = _flatten(base_config())
+def check_known_keys(cfg: ml_collections.ConfigDict, known: dict[str, Any] | None = None) -> None:
+    """Reject keys that base_config() (flattened: `known`) does not define (method
+    hyperparameters are free-form)."""
+    known = _flatten(base_config()) if known is None else known
     for key in _flatten(cfg):
         if key not in known and not key.startswith(FREE_FORM):
             raise _unknown_key_error(key, list(known))
