@@ -14,7 +14,11 @@ from wsolax import registry
 from wsolax.checkpoint import _moved_keys, model_definition
 from wsolax.config import ConfigError, base_config, load_config
 from wsolax.methods.api import Method, make_hparams
-from wsolax.training.objectives import compose_objective
+from wsolax.models.wsol_model import init_key
+from wsolax.training.objectives import build_objective, compose_objective
+from wsolax.training.optim import make_optimizer
+from wsolax.training.state import init_state
+from wsolax.training.step import make_train_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +35,7 @@ def _cfg(**methods):
 
 def test_every_library_method_is_found_by_its_file_and_has_valid_defaults():
     names = registry.method_names()
-    assert {"adl", "dgdm", "dfm", "where_to_look"} <= set(names)
+    assert {"adl", "dgdm", "dfm", "where_to_look", "has", "cutmix"} <= set(names)
     assert "api" not in names and "placements" not in names
     for name in names:
         method = registry.get_method(name)
@@ -113,8 +117,8 @@ def test_where_to_look_transform_makes_the_pair_and_is_the_identity_at_evaluatio
     method = registry.get_method("where_to_look")
     hp = make_hparams(method, {"patch_sizes": (4,)})
     batch = {"image": jax.random.normal(jax.random.key(0), (2, 8, 8, 3)), "label": jnp.zeros(2)}
-    assert method.transform(jax.random.key(1), batch, hp, train=False) is batch
-    out = method.transform(jax.random.key(1), batch, hp, train=True)
+    assert method.transform(jax.random.key(1), batch, hp, train=False, num_classes=3) is batch
+    out = method.transform(jax.random.key(1), batch, hp, train=True, num_classes=3)
     # The two views partition the image: each pixel is in exactly one of them.
     np.testing.assert_array_equal(np.asarray(out["image"] + out["image_tilde"]),
                                   np.asarray(batch["image"]))
@@ -136,3 +140,51 @@ def test_the_stamp_holds_the_selected_methods_and_all_their_hyperparameters():
                 if k.startswith("model.methods.where_to_look.")})
     moved = _moved_keys(old)
     assert moved == {k: v for k, v in wtl.items() if k != "model.methods"}
+
+
+def _shifted_labels_method(seen: list):
+    """A transform that records the class count it is given and replaces the labels by the
+    one-hot distribution of the next class (label + 1 mod K)."""
+    def transform(key, batch, hp, *, train, num_classes):
+        del key, hp
+        seen.append(num_classes)
+        if not train:
+            return batch
+        shifted = jax.nn.one_hot((batch["label"] + 1) % num_classes, num_classes)
+        return {**batch, "label": shifted}
+    return Method(name="shift", hparams=_NoHparams, transform=transform)
+
+
+@pytest.mark.slow
+def test_transforms_get_the_class_count_and_the_accuracy_uses_the_original_labels(monkeypatch):
+    monkeypatch.setattr(registry, "METHODS", dict(registry.METHODS))
+    seen = []
+    registry.register_method(_shifted_labels_method(seen))
+    c = _cfg(shift={})
+    c.model.width, c.data.num_classes = 4, 6
+    model = registry.build_model(c)
+    tx, _ = make_optimizer(c.optim, 10, 100)
+    state = init_state(model, tx, init_key(0), (1, 16, 16, 3))
+    images = jax.random.normal(jax.random.key(0), (6, 16, 16, 3))
+    # The logits do not depend on the labels: computed first, they give labels that the model
+    # predicts (accuracy 1 against them) and whose shifted classes it does not (accuracy 0).
+    _, dropout_key = jax.random.split(jax.random.fold_in(jax.random.key(1), 0))
+    out, _ = model.apply({"params": state.params, "batch_stats": state.batch_stats}, images,
+                         train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"])
+    logits = np.asarray(out["logits"], np.float64)
+    labels = logits.argmax(1)
+    batch = {"image": images, "label": jnp.asarray(labels, jnp.int32)}
+    _, m = jax.jit(make_train_step(model, tx, build_objective(c)))(state, batch, jax.random.key(1))
+    assert seen == [6]  # build_objective passes cfg.data.num_classes
+    # By hand: the loss is the cross-entropy of the *shifted* distributions; the accuracy
+    # compares the argmax with the *original* labels (the batch before the transforms).
+    shifted = (labels + 1) % 6
+    logz = np.log(np.exp(logits).sum(1))
+    ce = np.mean(logz - logits[np.arange(6), shifted])
+    assert float(m["loss"]) == pytest.approx(ce, rel=1e-5)
+    assert float(m["accuracy"]) == 1.0
+    # compose_objective passes what it is given (traced only).
+    objective = compose_objective(registry.selected_methods(c.model), 0, 6)
+    jax.eval_shape(lambda v: objective(model, v, batch, jax.random.key(2)),
+                   {"params": state.params, "batch_stats": state.batch_stats})
+    assert seen[-1] == 6

@@ -9,8 +9,13 @@ Hooks, each optional, all pure functions of their arguments and the method's hyp
   randomness from the ``dropout`` stream (ADL, DGDM, DFM).
 * ``head(hp, num_classes, dtype) -> nn.Module``: replaces `config.model.head`; called
   ``(features, cam_classes) -> (logits, cams)`` for evaluation (Where to Look, later ACoL).
-* ``transform(key, batch, hp, *, train) -> batch``: changes the batch on device before the model
-  sees it (HaS, CutMix; Where to Look's complementary pair). Identity when ``train`` is False.
+* ``transform(key, batch, hp, *, train, num_classes) -> batch``: changes the batch on device
+  before the model sees it (HaS, CutMix; Where to Look's complementary pair). Identity when
+  ``train`` is False. ``num_classes`` is the config's ``data.num_classes`` (None where the caller
+  has no config): a label-mixing transform (CutMix) needs it to turn class indices into class
+  distributions, ``"label"`` (B, K) floats, which the base cross-entropy accepts. The train step's
+  accuracy metric still compares the argmax to the batch's original integer labels (the batch
+  before any transform), as the benchmark's main.py does for CutMix.
 * ``forward(model, variables, batch, hp, *, rngs) -> (out, updates)``: how the model is applied in
   training (default: ``model.apply(variables, batch["image"], train=True, ...)``); `out` needs
   ``"logits"``, `updates` holds the new ``batch_stats``. At most one selected method may have one.

@@ -62,8 +62,10 @@ def head(hp: WhereToLookHparams, num_classes: int, dtype):
                            share_classifier=hp.share_classifier, dtype=dtype)
 
 
-def transform(key, batch: dict, hp: WhereToLookHparams, *, train: bool) -> dict:
+def transform(key, batch: dict, hp: WhereToLookHparams, *, train: bool,
+              num_classes: int | None) -> dict:
     """X in "image" (hides the drawn cells), X~ in "image_tilde" (hides the rest)."""
+    del num_classes  # the labels stay class indices
     if not train:
         return batch
     x, x_tilde, _ = complementary_pair(key, batch["image"], patch_sizes=hp.patch_sizes,
