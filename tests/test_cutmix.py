@@ -290,6 +290,9 @@ def test_defaults_and_the_synthetic_config():
     variant = load_config("configs/synthetic_cutmix.py:runlocal,beta=0.5,prob=0.5")
     hp = registry.selected_methods(variant.model)[0].hparams
     assert (hp.beta, hp.prob) == (0.5, 0.5) and variant.workdir != cfg.workdir
+    finetune = load_config("configs/synthetic_cutmix.py:finetune")
+    assert finetune.model.init_from == "runs/synthetic_cam/backbone.safetensors"
+    assert registry.selected_methods(finetune.model)[0].method.name == "cutmix"
 
 
 # --------------------------------------------------------------------------- train steps

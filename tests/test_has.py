@@ -214,6 +214,12 @@ def test_synthetic_config_scales_the_grid_to_its_crops():
     hp = registry.selected_methods(variant.model)[0].hparams
     assert (hp.grid_size, hp.drop_rate) == (4, 0.25)
     assert variant.workdir != cfg.workdir
+    # The CAM config's variants pass through: finetune starts from a CAM run's backbone.
+    finetune = load_config("configs/synthetic_has.py:finetune")
+    assert finetune.model.init_from == "runs/synthetic_cam/backbone.safetensors"
+    assert registry.selected_methods(finetune.model)[0].hparams.grid_size == 1
+    with pytest.raises(ValueError, match="unknown variant token"):
+        load_config("configs/synthetic_has.py:grids=3")
 
 
 # --------------------------------------------------------------------------- train steps

@@ -40,8 +40,8 @@ replaced by refusing beta <= 0: to train without CutMix, do not select it.
 Randomness: five draws from the transform's key (apply, lam, permutation, box row, box column), all
 scalars or one permutation: a pure function of the key, the same however the batch is sharded.
 The box side is computed in the default float type (float32 unless x64 is enabled) where the
-reference uses float64: the truncation can differ when H sqrt(1 - lam) falls within rounding of an
-integer (probability ~1e-6 per draw).
+reference uses float64: for a given lam the truncation can differ when H sqrt(1 - lam) falls
+within float32 rounding of an integer (about 1e-5 of the draws at 224 px).
 """
 
 from __future__ import annotations
