@@ -167,3 +167,33 @@ def test_two_processes_evaluate_to_the_last_digit_of_one(tmp_path):
         a = np.load(run / "eval" / f"curves_{split}.npz")
         b = np.load(tmp_path / "run2" / "eval" / f"curves_{split}.npz")
         assert a.files == b.files and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a.files)
+
+
+_FINISH_LATE = """
+import sys, time
+from wsolax.training import distributed
+distributed.initialize(distributed.ProcessSetup("127.0.0.1:{port}", 2, int(sys.argv[1]), 30))
+if sys.argv[1] == "0":
+    time.sleep(4)  # process 0 still writing its last checkpoint, say; its peer is done
+{finish}
+print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize("finish", [True, False])
+def test_a_process_that_finishes_first_waits_for_the_others(finish):
+    # Without the wait at the end, the first process to finish exits and the other's peer watcher
+    # takes that for a death: exit code 3 while it is still working (the case `finish` fixes).
+    script = _FINISH_LATE.format(port=_free_port(),
+                                 finish="distributed.finish()" if finish else "")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(i)], cwd=ROOT, env=_env(1),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    codes = [p.returncode for p in procs]
+    if finish:
+        assert codes == [0, 0] and all("done" in out for out, _ in outs), outs
+    else:
+        # process 0 is told its peer stopped, or, once jax's exit-time shutdown has stopped the
+        # coordination service, that the coordinator is unreachable
+        assert codes[0] == 3 and "process 0 stops too" in outs[0][1], (codes, outs)

@@ -58,6 +58,13 @@ def _start_multihost(args) -> None:
             args.coordinator, args.num_processes, args.process_id, args.heartbeat_timeout))
 
 
+def _finish_multihost(args) -> None:
+    """Every process waits for the others before it exits (see distributed.finish)."""
+    if args.multihost:
+        from wsolax.training import distributed
+        distributed.finish()
+
+
 def train_main(argv: list[str]) -> int:
     rest, overrides = split_overrides(argv)
     p = _parser("Train a WSOL model, checkpoint it, then evaluate it.")
@@ -79,6 +86,7 @@ def train_main(argv: list[str]) -> int:
               f"checkpoints in {workdir / 'checkpoints'}")
         if cfg.eval.after_training and not args.no_eval:
             print_summary(evaluate(cfg, workdir))
+        _finish_multihost(args)
 
     return guarded(run)
 
@@ -96,6 +104,7 @@ def eval_main(argv: list[str]) -> int:
         _start_multihost(args)
         from wsolax.localization.run import evaluate, print_summary
         print_summary(evaluate(cfg, Path(args.workdir or cfg.workdir), splits=args.split))
+        _finish_multihost(args)
 
     return guarded(run)
 

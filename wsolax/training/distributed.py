@@ -8,7 +8,8 @@ flags or environment variables (flags win):
 
 On CPU the collectives between processes go through gloo. A process whose peer dies notices it at
 the next collective or when the peer's heartbeat is missed (`heartbeat_timeout` seconds), and
-exits instead of waiting forever.
+exits instead of waiting forever. A process that completes calls `finish()`, so that no process
+leaves while another still works (the other's watcher would take the normal exit for a death).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import dataclasses
 import os
 import sys
 import threading
-import time
 
 import jax
 from jax._src import distributed as _jax_distributed
@@ -68,6 +68,22 @@ def initialize(setup: ProcessSetup) -> None:
         watch_peers(jax.process_count())
 
 
+# Set by `finish()`: the watcher stops looking, the run is ending normally.
+_FINISHING = threading.Event()
+FINISH_TIMEOUT_MS = 30 * 60 * 1000  # the slowest process may still write its last checkpoint
+
+
+def finish() -> None:
+    """Called by every process once its work is done: stop watching the peers, then wait for all
+    of them here (a no-op in a single-process run). Without the wait, a process that finishes
+    first exits while its peer still writes the final checkpoint, and the peer's watcher would
+    stop the peer with exit code 3."""
+    if jax.process_count() == 1:
+        return
+    _FINISHING.set()
+    _jax_distributed.global_state.client.wait_at_barrier("wsolax/finish", FINISH_TIMEOUT_MS)
+
+
 def watch_peers(num_processes: int, interval: float = 1.0) -> threading.Thread:
     """A daemon thread that asks the coordination service which processes are alive and, as soon
     as one is missing, says so in one line and ends this process (exit code 3) instead of letting
@@ -76,17 +92,18 @@ def watch_peers(num_processes: int, interval: float = 1.0) -> threading.Thread:
     me = jax.process_index()
 
     def run():
-        while True:
-            time.sleep(interval)
+        while not _FINISHING.wait(interval):
             try:
                 live = client.get_live_nodes(list(range(num_processes)))
             except Exception as e:  # noqa: BLE001 - the service itself is gone (process 0 died)
                 lost = f"the coordinator is unreachable ({' '.join(str(e).split())[:200]})"
             else:
                 missing = sorted(set(range(num_processes)) - set(live))
-                if not missing:
+                if not missing or _FINISHING.is_set():
                     continue
                 lost = f"process(es) {missing} of {num_processes} stopped"
+            if _FINISHING.is_set():
+                return
             print(f"error: {lost}; process {me} stops too. Checkpoints that finished are intact: "
                   f"restart every process with --resume.", file=sys.stderr, flush=True)
             os._exit(3)
