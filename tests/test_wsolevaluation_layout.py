@@ -284,6 +284,9 @@ def test_layout_refuses_what_the_benchmark_does_not_have():
     dgdm = _cfg("cam", "vgg16", "--config.model.inserts=(('pool3', 'dgdm'),)")
     with pytest.raises(WeightError, match="dgdm"):
         torch_name_for(dgdm, "wsolevaluation")
+    wtl = _cfg("cam", "resnet50", "--config.model.methods.where_to_look={}")
+    with pytest.raises(WeightError, match="no counterpart for the method 'where_to_look'"):
+        torch_name_for(wtl, "wsolevaluation")
     with pytest.raises(WeightError, match="unknown layout"):
         torch_name_for(_cfg("cam", "vgg16"), "caffe")
     # A whole model never overwrites the config's ImageNet weights file (model.init_from).

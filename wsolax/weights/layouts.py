@@ -5,8 +5,10 @@
   CAM classifier, InceptionV3's head convs) start fresh.
 * ``wsolevaluation``: a whole model trained by the CVPR'20 benchmark's code (Choe et al.,
   github.com/clovaai/wsolevaluation; `last_checkpoint.pth.tar` / `best_checkpoint.pth.tar`, a dict
-  whose `state_dict` holds the model's tensors), CAM and ADL on VGG16, ResNet50 and InceptionV3.
-  Every tensor of the model must come from the file and every tensor of the file must be used.
+  whose `state_dict` holds the model's tensors), CAM and ADL on VGG16, ResNet50 and InceptionV3
+  (here), and methods whose benchmark models have their own heads in
+  `wsolax/weights/wsolevaluation_<method>.py`. Every tensor of the model must come from the file
+  and every tensor of the file must be used.
 
 The benchmark's names, from its architecture description (`wsol/vgg.py`, `wsol/resnet.py`,
 `wsol/inception.py`):
@@ -34,6 +36,8 @@ no counterpart in the benchmark and are refused.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from collections import Counter
 
 import ml_collections
@@ -69,6 +73,9 @@ def wsolevaluation_torch_name(model_cfg: ml_collections.ConfigDict) -> TorchName
     if backbone not in WSOLEVALUATION_BACKBONES:
         raise WeightError(f"the wsolevaluation layout has {', '.join(WSOLEVALUATION_BACKBONES)}, "
                           f"not '{backbone}'")
+    method_layout = _method_layout(model_cfg)
+    if method_layout is not None:
+        return method_layout.torch_name(model_cfg)
     if model_cfg.head != "gap_linear":
         raise WeightError(f"the wsolevaluation layout needs the CAM head 'gap_linear', not "
                           f"'{model_cfg.head}'")
@@ -82,6 +89,23 @@ def wsolevaluation_torch_name(model_cfg: ml_collections.ConfigDict) -> TorchName
     if backbone == "resnet50":
         return _resnet(inserted)
     return _inception()
+
+
+def _method_layout(model_cfg: ml_collections.ConfigDict):
+    """The module `wsolax.weights.wsolevaluation_<method>` of the selected method that brings its
+    own head (the benchmark's ACoL and SPG models differ from its CAM model beyond inserted
+    layers), or None when no selected method has a head. Its `torch_name(model_cfg)` gives the
+    whole model's names; a method with a head but no such module has no counterpart there."""
+    from wsolax.registry import selected_methods
+
+    heads = [s.method.name for s in selected_methods(model_cfg) if s.method.head is not None]
+    if not heads:
+        return None
+    module = f"{__package__}.wsolevaluation_{heads[0]}"
+    if importlib.util.find_spec(module) is None:
+        raise WeightError(f"the wsolevaluation layout has no counterpart for the method "
+                          f"'{heads[0]}'")
+    return importlib.import_module(module)
 
 
 def _vgg(inserted: Counter, large: bool) -> TorchName:
