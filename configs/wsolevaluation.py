@@ -2,17 +2,22 @@
 github.com/clovaai/wsolevaluation), to train them in wsolax or to evaluate checkpoints it trained.
 
     --config configs/wsolevaluation.py:<dataset>,<method>,<architecture>
-    dataset: cub | ilsvrc | openimages;  method: cam | adl;  architecture: vgg16 | resnet50 |
-    inception_v3 (its names; wsolax builds vgg16_gap, resnet50, inception_v3)
+    dataset: cub | ilsvrc | openimages;  method: cam | adl | has | cutmix;
+    architecture: vgg16 | resnet50 | inception_v3 (its names; wsolax builds vgg16_gap, resnet50,
+    inception_v3)
 
 Source: the benchmark's code, not the method papers. ADL uses placement `wsolevaluation`
 (wsolax.methods.placements): VGG16 after pool3, after conv4_3 (before pool4) and after conv5_3;
 ResNet50 after layer3's first block, layer4's first block and layer4's end; InceptionV3 after
 Mixed_5d, Mixed_6e and the second new conv. gamma 0.9 on every backbone (its `--adl_threshold`
 default; the ADL paper says 0.8 for VGG and InceptionV3, see configs/cub_adl_vgg16.py), drop rate
-0.75. The architectures are wsolax's WSOL variants, which compute what the benchmark's do
-(docs/backbones.md, "Checkpoints of the benchmark's code"); `--config.model.large_feature_map=True`
-is its `--large_feature_map` (28x28 maps).
+0.75. HaS and CutMix train its CAM architecture (config.py `get_architecture_type`) with their
+input transform, the same on every backbone, nothing inserted: HaS `--has_grid_size 4` (px, at
+224 px crops) and `--has_drop_rate 0.5`; CutMix `--cutmix_beta 1.0` and `--cutmix_prob 1.0`
+(wsolax.methods.has, wsolax.methods.cutmix); their checkpoints are CAM checkpoints. The
+architectures are wsolax's WSOL variants, which compute what the benchmark's do (docs/backbones.md,
+"Checkpoints of the benchmark's code"); `--config.model.large_feature_map=True` is its
+`--large_feature_map` (28x28 maps).
 
 Training settings (optimiser as its main.py, its config.py defaults, batch, epochs and decay per
 dataset) are configs/_paper.py's, which follows this benchmark for every paper config; the one run
@@ -32,7 +37,7 @@ A checkpoint of that code (`best_checkpoint.pth.tar` / `last_checkpoint.pth.tar`
 import _paper
 
 ARCHITECTURES = {"vgg16": "vgg16_gap", "resnet50": "resnet50", "inception_v3": "inception_v3"}
-METHODS = ("cam", "adl")
+METHODS = ("cam", "adl", "has", "cutmix")
 # Runs the benchmark's README gives in full: (dataset, method, architecture) -> backbone lr
 # (its example command: OpenImages VGG16 CAM, batch 32, 10 epochs, decay every 3, wd 5e-4).
 README_RUNS = {("openimages", "cam", "vgg16"): 0.00227913316}
@@ -50,8 +55,7 @@ def get_config(arg: str = "cub,cam,resnet50"):
         raise ValueError(f"dataset '{dataset}': expected cub, ilsvrc or openimages")
     if method not in METHODS:
         raise ValueError(f"method '{method}': the benchmark's {', '.join(METHODS)} are available; "
-                         f"HaS and CutMix train the CAM architecture (evaluate their checkpoints "
-                         f"with 'cam'), ACoL and SPG are not in wsolax yet")
+                         f"ACoL and SPG are not in wsolax yet")
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture '{architecture}': expected {', '.join(ARCHITECTURES)}")
     backbone = ARCHITECTURES[architecture]

@@ -24,11 +24,16 @@ source a config follows:
   ResNet50: after layer3's first block, layer4's first block and layer4's last block (= its end).
   InceptionV3: after Mixed_5d (before the extra pool), after Mixed_6e, after the second new conv.
   gamma 0.9 for every backbone (its `--adl_threshold` default), drop rate 0.75.
+  HaS and CutMix: input transforms on its CAM architecture, nothing inserted on any backbone;
+  config.py defaults `--has_grid_size 4`, `--has_drop_rate 0.5`, `--cutmix_beta 1.0`,
+  `--cutmix_prob 1.0`.
 """
 
 from __future__ import annotations
 
 PLACEMENTS = ("adl_paper", "wsolevaluation")
+# Methods that change the input, not the network: nothing is inserted on any backbone.
+INPUT_METHODS = ("has", "cutmix")
 
 _RESNET_ADL = ("layer3_0", "layer4_0", "layer4")
 _STAGES = {
@@ -53,6 +58,8 @@ _HPARAMS = {
                            "inception_v3": {"drop_rate": 0.75, "gamma": 0.8},
                            "*": {"drop_rate": 0.75, "gamma": 0.9}},
     ("wsolevaluation", "adl"): {"*": {"drop_rate": 0.75, "gamma": 0.9}},
+    ("wsolevaluation", "has"): {"*": {"grid_size": 4, "drop_rate": 0.5}},
+    ("wsolevaluation", "cutmix"): {"*": {"beta": 1.0, "prob": 1.0}},
 }
 # Kept for callers of the first version of this module (the ADL-paper placements).
 _PAPER_STAGES = _STAGES["adl_paper"]
@@ -67,7 +74,7 @@ def paper_inserts(method: str, backbone: str, placement: str = "adl_paper"
                   ) -> tuple[tuple[str, str], ...]:
     """`model.inserts` for `method` on `backbone` as the source `placement` places it."""
     _check_placement(placement)
-    if method == "cam":
+    if method == "cam" or method in INPUT_METHODS:
         return ()
     table = _STAGES[placement]
     stages = table.get((method, backbone))
