@@ -43,7 +43,8 @@ DIAGNOSTICS = (("cam_peak_on_part_%", "CAM peak on part"),
                ("object_pixels_covered_%", "object covered @ 0.5 max"),
                ("mask_precision@val_tau", "pixels on object @ τ"),
                ("top1_part_painted_out_%", "Top-1, part painted out"))
-NAMES = {"cam": "CAM", "adl": "ADL", "dgdm": "DGDM", "dfm": "DFM", "wtl": "Where to Look"}
+NAMES = {"cam": "CAM", "adl": "ADL", "dgdm": "DGDM", "dfm": "DFM", "wtl": "Where to Look",
+         "has": "HaS", "acol": "ACoL", "spg": "SPG", "cutmix": "CutMix"}
 
 
 def run(cmd: list[str]) -> str:
