@@ -85,26 +85,33 @@ def torch_branch(x, p):
     return F.conv2d(x, *t("classes"))
 
 
-def torch_acol(head_params, features_nhwc, labels, threshold=THRESHOLD):
-    """The benchmark's ACoL head on NHWC features: (logits A, logits B, test CAMs (B, h, w) of
-    `labels`) with `labels` erasing (None: A's argmax), all numpy."""
+def torch_acol_nchw(branch_a, branch_b, x, labels, threshold=THRESHOLD):
+    """The benchmark's ACoL head on NCHW torch features, its branches given as callables:
+    (logits A, logits B, test CAMs (B, h, w) of `labels`, the smallest distance of a normalised
+    attention value to the threshold), numpy. `labels` erase (None: A's argmax)."""
     with torch.no_grad():
-        x = torch.from_numpy(np.ascontiguousarray(np.asarray(features_nhwc, np.float32)
-                                                  .transpose(0, 3, 1, 2)))
         b = x.shape[0]
-        map_a = torch_branch(x, head_params["classifier_A"])
+        map_a = branch_a(x)
         logits_a = F.adaptive_avg_pool2d(map_a, 1).flatten(1)
         labels = (logits_a.argmax(dim=1) if labels is None
                   else torch.as_tensor(np.array(labels), dtype=torch.long))
         attention = torch_normalize(map_a[torch.arange(b), labels][:, None])
         mask = torch.ones_like(attention)
         mask[attention >= threshold] = 0.0
-        map_b = torch_branch(x * mask, head_params["classifier_B"])
+        map_b = branch_b(x * mask)
         logits_b = F.adaptive_avg_pool2d(map_b, 1).flatten(1)
         fused = torch.maximum(torch_normalize(map_a), torch_normalize(map_b))
         cams = fused[torch.arange(b), labels]
         margin = (attention - threshold).abs().min().item()
     return logits_a.numpy(), logits_b.numpy(), cams.numpy(), margin
+
+
+def torch_acol(head_params, features_nhwc, labels, threshold=THRESHOLD):
+    """`torch_acol_nchw` with the branches' weights taken from a Flax head's parameters."""
+    x = torch.from_numpy(np.array(np.asarray(features_nhwc, np.float32).transpose(0, 3, 1, 2)))
+    return torch_acol_nchw(lambda f: torch_branch(f, head_params["classifier_A"]),
+                           lambda f: torch_branch(f, head_params["classifier_B"]),
+                           x, labels, threshold)
 
 
 def np_ce(logits, labels):
@@ -417,8 +424,9 @@ def test_the_synthetic_config_builds_and_trains_a_step():
 
 
 # ------------------------------------------------------------------ the three backbones
-def _wsolevaluation_cfg(arch, *overrides, acol=True):
-    extra = ["--config.model.methods.acol={}"] if acol else []
+def _wsolevaluation_cfg(arch, *overrides, acol=True, features=None):
+    section = {"features": features} if features else {}
+    extra = [f"--config.model.methods.acol={section}"] if acol else []
     return load_config(f"configs/wsolevaluation.py:cub,cam,{arch}",
                        ["--config.data.num_classes=6", *extra, *overrides])
 
@@ -457,7 +465,7 @@ def test_without_acol_the_backbones_are_unchanged(arch):
 @pytest.mark.slow
 @pytest.mark.parametrize("arch,size", [("vgg16", 32), ("resnet50", 32), ("inception_v3", 64)])
 def test_a_train_step_runs_on_each_backbone(arch, size):
-    cfg = _wsolevaluation_cfg(arch, "--config.model.methods.acol.features=16")
+    cfg = _wsolevaluation_cfg(arch, features=16)
     model = build_model(cfg)
     x = np.random.default_rng(0).normal(size=(2, size, size, 3)).astype(np.float32)
     variables = numpy_variables(model, x)
