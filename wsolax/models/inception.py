@@ -15,7 +15,9 @@ WSOL changes to torchvision's network (facts of the benchmark's `wsol/inception.
 * `Mixed_7a/7b/7c`, `AuxLogits` and `fc` are removed;
 * new: two 3x3 convs (padding 1, with bias) 768 -> 1024 -> 1024, each + ReLU, at
   ``backbone/wsol_head_conv1`` and ``backbone/wsol_head_conv2`` (the prefix "backbone/wsol_" marks
-  them for the x10 learning rate via `optim.new_layer_prefixes`);
+  them for the x10 learning rate via `optim.new_layer_prefixes`); ``head_features=0`` leaves
+  them out (set when the config selects the method ``acol``: the benchmark's `InceptionAcol`
+  feeds Mixed_6e's 768-channel map straight to ACoL's classifiers);
 * the benchmark's 1x1 class conv (`SPG_A4`, 1024 -> classes) followed by global average pooling is
   the shared `GAPLinearHead`: a linear map commutes with spatial averaging, so GAP -> linear gives
   the same logits, and the class-activation map of the 1x1 conv is the classifier applied at every
@@ -28,8 +30,14 @@ pool 28, Mixed_5b-5d 28x28x288; then default: extra pool -> 14, Mixed_6a-6e 14x1
 14x14x1024; ``large_feature_map=True``: Mixed_6a-6e 28x28x768, features 28x28x1024.
 
 Named stages (``model.inserts``): ``Mixed_5b`` ... ``Mixed_5d`` (a layer inserted at Mixed_5d comes
-before the extra pool, as the benchmark's ADL_5d), ``Mixed_6a`` ... ``Mixed_6e``, ``head_conv1``
+before the extra pool, as the benchmark's ADL_5d), ``extra_pool`` (after the extra pool; at its
+place with the large map, where there is none), ``Mixed_6a`` ... ``Mixed_6e``, ``head_conv1``
 and ``head_conv2`` (after each new conv + ReLU).
+
+SPG (the benchmark's `InceptionSpg`, set when the config inserts the method ``spg``): its B1
+branch reads the features after the extra pool (``extra_pool``), B2 Mixed_6d's; no new convs here
+(``head_features=0``): SPG's head holds SPG_A3_1b / SPG_A3_2b with their dropout
+(wsolax.methods.spg).
 """
 
 from __future__ import annotations
@@ -43,10 +51,10 @@ import jax.numpy as jnp
 from wsolax.models.layers import ConvBN, avg_pool, max_pool, pad
 from wsolax.models.stages import Inserts, check_stages, insert
 
-STAGES = ("Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
-          "Mixed_6e", "head_conv1", "head_conv2")
+STAGES = ("Mixed_5b", "Mixed_5c", "Mixed_5d", "extra_pool", "Mixed_6a", "Mixed_6b", "Mixed_6c",
+          "Mixed_6d", "Mixed_6e", "head_conv1", "head_conv2")
 _STEM = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3")
-_TORCH_MODULES = frozenset(_STEM + STAGES[:8])
+_TORCH_MODULES = frozenset(_STEM + tuple(s for s in STAGES if s.startswith("Mixed_")))
 BN_EPS = 1e-3
 
 
@@ -136,12 +144,15 @@ class InceptionV3WSOL(nn.Module):
             x = insert(self, self.inserts, name, x, train)
         if not self.large_feature_map:
             x = max_pool(x, 3, 2, ceil_mode=True)
+        x = insert(self, self.inserts, "extra_pool", x, train)
         x = InceptionB(strides=1, padding=1, name="Mixed_6a", **kw)(x, train=train)
         x = insert(self, self.inserts, "Mixed_6a", x, train)
         for name, c7 in (("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160),
                          ("Mixed_6e", 192)):
             x = InceptionC(channels_7x7=c7, name=name, **kw)(x, train=train)
             x = insert(self, self.inserts, name, x, train)
+        if not self.head_features:
+            return x
         for i in (1, 2):
             x = nn.relu(nn.Conv(self.head_features, (3, 3), padding=pad(1), dtype=self.dtype,
                                 name=f"wsol_head_conv{i}")(x))
@@ -152,8 +163,11 @@ class InceptionV3WSOL(nn.Module):
 def build_backbone(name: str, model_cfg, inserts: Inserts, dtype) -> nn.Module:
     if name != "inception_v3":
         raise ValueError(f"wsolax.models.inception builds 'inception_v3', not '{name}'")
+    spg = any(method == "spg" for _, method in model_cfg.inserts)
     return InceptionV3WSOL(large_feature_map=bool(model_cfg.large_feature_map),
-                           bn_frozen=bool(model_cfg.bn_frozen), inserts=inserts, dtype=dtype)
+                           bn_frozen=bool(model_cfg.bn_frozen), inserts=inserts,
+                           head_features=0 if "acol" in model_cfg.methods or spg else 1024,
+                           dtype=dtype)
 
 
 def torch_name(path: tuple[str, ...]) -> str | None:

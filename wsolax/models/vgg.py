@@ -21,6 +21,20 @@ is no pool4, but the ``pool4`` stage is kept at the place pool4 would be (right 
 its inserted layers, at 28x28), so a config such as ADL's "pool3, pool4, conv5_3" works unchanged
 for both variants -- exactly where the benchmark's 28x28 ADL config puts its second ADL layer.
 The conv weights map to the same `features.<i>` indices in both variants (names do not shift).
+
+ACoL's variant (``acol_pooling=True``, set when the config selects the method ``acol``; the
+benchmark's `wsol/vgg.py` layer list ``configs_dict['acol']`` and `VggAcol.forward`): pool1-pool4
+are 3x3/2 max pools with padding 1 ('M1'); with the large map pool4 is a 3x3/1 max pool with
+padding 1 ('M2') instead of being removed; an 'M2' follows conv5_3 (features.30), then a 3x3/1
+average pool with padding 1 (counting the padding, torch's default); no conv6 -- ACoL's two
+classifiers read these 512-channel maps (14x14, or 28x28, at 224 px). Each pool takes one slot of
+`features` as in torchvision, so the conv indices are unchanged.
+
+SPG's variant (``spg_pool4=True`` and ``conv6_features=0``, set when the config inserts the method
+``spg``; the benchmark's `VggSpg`): conv4_x and conv5_x are its SPG_A_1 and SPG_A_2, and pool4 is
+the 3x3/2 max pool with padding 1 between them (`F.max_pool2d(x, kernel_size=3, stride=2,
+padding=1)`; none with the large map, as there); no conv6 (``conv6_features=0``) -- the features
+end at conv5_3 (512 channels) and SPG's head holds the rest (wsolax.methods.spg).
 """
 
 from __future__ import annotations
@@ -29,7 +43,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from wsolax.models.layers import max_pool, pad
+from wsolax.models.layers import avg_pool, max_pool, pad
 from wsolax.models.stages import Inserts, check_stages, insert
 
 # (name, output channels, torchvision features index); None marks a 2x2/2 max pool.
@@ -50,6 +64,8 @@ class VGG16GAP(nn.Module):
 
     large_feature_map: bool = False
     conv6_features: int = 1024
+    acol_pooling: bool = False
+    spg_pool4: bool = False
     inserts: Inserts = ()
     dtype: jnp.dtype = jnp.float32
     stages = STAGES
@@ -59,12 +75,22 @@ class VGG16GAP(nn.Module):
         check_stages(self.inserts, STAGES, "vgg16_gap")
         for name, features, _ in _LAYOUT:
             if features is None:
-                if not (name == "pool4" and self.large_feature_map):
+                if self.acol_pooling:
+                    stride = 1 if name == "pool4" and self.large_feature_map else 2
+                    x = max_pool(x, 3, stride, padding=1)
+                elif name == "pool4" and self.spg_pool4:
+                    if not self.large_feature_map:
+                        x = max_pool(x, 3, 2, padding=1)
+                elif not (name == "pool4" and self.large_feature_map):
                     x = max_pool(x, 2, 2)
             else:
                 x = nn.relu(nn.Conv(features, (3, 3), padding=pad(1), dtype=self.dtype,
                                     name=name)(x))
             x = insert(self, self.inserts, name, x, train)
+        if self.acol_pooling:
+            return avg_pool(max_pool(x, 3, 1, padding=1), 3, 1, 1)
+        if not self.conv6_features:
+            return x
         x = nn.relu(nn.Conv(self.conv6_features, (3, 3), padding=pad(1), dtype=self.dtype,
                             name="wsol_conv6")(x))
         return insert(self, self.inserts, "conv6", x, train)
@@ -73,8 +99,10 @@ class VGG16GAP(nn.Module):
 def build_backbone(name: str, model_cfg, inserts: Inserts, dtype) -> nn.Module:
     if name != "vgg16_gap":
         raise ValueError(f"wsolax.models.vgg builds 'vgg16_gap', not '{name}'")
+    spg = any(method == "spg" for _, method in model_cfg.inserts)
     return VGG16GAP(large_feature_map=bool(model_cfg.large_feature_map), inserts=inserts,
-                    dtype=dtype)
+                    acol_pooling="acol" in model_cfg.methods, spg_pool4=spg,
+                    conv6_features=0 if spg else 1024, dtype=dtype)
 
 
 def torch_name(path: tuple[str, ...]) -> str | None:
