@@ -18,6 +18,8 @@ BATCH = 4
 SMALL: dict[str, tuple[tuple[tuple[str, str], ...] | None, dict]] = {
     # patch sizes of the paper's 224 px images scaled to 32 px
     "where_to_look": (None, {"patch_sizes": (4, 8)}),
+    # its two taps (B1, B2 read the features there), as configs/synthetic_spg.py places them
+    "spg": ((("stage3", "spg"), ("stage4", "spg")), {}),
 }
 
 
