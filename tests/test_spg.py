@@ -169,15 +169,21 @@ def test_pseudo_labels_by_hand():
     # min_foreground 2; strictly below low = 0.2 is background (0.2 itself is not: `<`).
     # Image 1: only 1 pixel above 0.6 < min_foreground 2 -> fallback threshold 0.7 * max = 0.63:
     # 0.65 and 0.9 are foreground; 0.1 is background; the rest undecided.
+    # Image 2: exactly min_foreground = 2 pixels above 0.6 (1.0, 0.65): no fallback (`< 30`), so
+    # 0.65 stays foreground although the fallback's 0.7 x 1.0 would drop it.
     guide = jnp.asarray([[[0.9, 0.6, 0.7], [0.2, 0.1, 0.8], [0.0, 0.5, 0.3]],
-                         [[0.9, 0.6, 0.65], [0.2, 0.1, 0.55], [0.3, 0.5, 0.3]]])
+                         [[0.9, 0.6, 0.65], [0.2, 0.1, 0.55], [0.3, 0.5, 0.3]],
+                         [[1.0, 0.65, 0.3], [0.3, 0.3, 0.3], [0.3, 0.3, 0.1]]])
     target, valid = pseudo_labels(guide, 0.6, 0.2, min_foreground=2, fallback_ratio=0.7)
     fg0 = [[1, 0, 1], [0, 0, 1], [0, 0, 0]]
     bg0 = [[0, 0, 0], [0, 1, 0], [1, 0, 0]]
     fg1 = [[1, 0, 1], [0, 0, 0], [0, 0, 0]]
     bg1 = [[0, 0, 0], [0, 1, 0], [0, 0, 0]]
-    np.testing.assert_array_equal(np.asarray(valid), np.array([fg0, fg1]) | np.array([bg0, bg1]))
-    np.testing.assert_array_equal(np.asarray(target), [fg0, fg1])
+    fg2 = [[1, 1, 0], [0, 0, 0], [0, 0, 0]]
+    bg2 = [[0, 0, 0], [0, 0, 0], [0, 0, 1]]
+    np.testing.assert_array_equal(np.asarray(valid),
+                                  np.array([fg0, fg1, fg2]) | np.array([bg0, bg1, bg2]))
+    np.testing.assert_array_equal(np.asarray(target), [fg0, fg1, fg2])
 
 
 def test_background_wins_over_a_fallback_foreground():
@@ -363,7 +369,8 @@ def test_eval_cams_and_logits_are_the_class_convs_maps():
     np.testing.assert_allclose(np.asarray(train_out["maps"]), maps, atol=1e-5)
 
 
-def _grads(term: str):
+def _term_grads(term: str) -> dict[str, float]:
+    """{parameter group: sum |gradient|} of one loss term at the initial parameters."""
     cfg, model, variables, images, labels = _tiny()
     hp = registry.selected_methods(cfg.model)[0].hparams
 
@@ -373,7 +380,7 @@ def _grads(term: str):
             return optax.softmax_cross_entropy_with_integer_labels(out["logits"], labels).mean()
         return spg_losses(out, labels, hp)[("b2", "b1", "c").index(term)]
 
-    grads = jax.grad(loss_of)(variables["params"])
+    grads = jax.grad(loss_of)(variables["params"])  # eager: cheaper here than four compilations
     return {name: float(sum(np.abs(np.asarray(g)).sum() for g in jax.tree.leaves(sub)))
             for name, sub in _groups(grads).items()}
 
@@ -397,12 +404,14 @@ TRAINS = {
 }
 
 
+@pytest.mark.slow  # ~5-10 s per term on 2 busy cores
 @pytest.mark.parametrize("term", sorted(TRAINS))
 def test_each_term_trains_what_the_reference_trains(term):
-    norms = _grads(term)
+    norms = _term_grads(term)
     assert {k for k, v in norms.items() if v > 0} == TRAINS[term], norms
 
 
+@pytest.mark.slow
 def test_train_step_jit_equals_eager_and_is_a_function_of_the_key():
     cfg, model, variables, images, labels = _tiny(dropout=0.5)
     objective = build_objective(cfg, steps_per_epoch=10)
@@ -439,6 +448,7 @@ def test_dropout_keeps_half_and_scales_by_two_at_5_sigma():
     assert abs(zeros - n / 2) < 5 * np.sqrt(n * 0.25), (zeros, n)
 
 
+@pytest.mark.slow
 def test_bfloat16_step_is_finite_and_computes_in_bfloat16():
     cfg, model, variables, images, labels = _tiny("bfloat16")
     out, _ = spg_apply(model, variables, images, train=True)
