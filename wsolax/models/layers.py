@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from wsolax.models.conv import resolve
 from wsolax.precision import widen
 
 
@@ -63,7 +64,13 @@ class BatchNorm(nn.Module):
 
 
 class ConvBN(nn.Module):
-    """Conv (no bias) -> BatchNorm -> optional ReLU; parameters live under `conv` and `bn`."""
+    """Conv (no bias) -> BatchNorm -> optional ReLU; parameters live under `conv` and `bn`.
+
+    `conv_1x1` says how a 1x1 convolution is computed (wsolax.models.conv.resolve): "auto" (as a
+    matrix product on CPU, where XLA's 1x1 filter gradient is slow, XLA's convolution elsewhere),
+    "conv" (always XLA's convolution) or "dot" (always a matrix product). The same numbers up to
+    float32 rounding either way, and the same parameters (`conv/kernel`, HWIO).
+    """
 
     features: int
     kernel: int | tuple[int, int] = 3
@@ -74,13 +81,14 @@ class ConvBN(nn.Module):
     bn_frozen: bool = False
     bn_epsilon: float = 1e-5
     dtype: jnp.dtype = jnp.float32
+    conv_1x1: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         k = (self.kernel, self.kernel) if isinstance(self.kernel, int) else tuple(self.kernel)
         x = nn.Conv(self.features, k, strides=self.strides, padding=pad(self.padding),
                     feature_group_count=self.groups, use_bias=False, dtype=self.dtype,
-                    name="conv")(x)
+                    conv_general_dilated=resolve(self.conv_1x1), name="conv")(x)
         x = BatchNorm(use_running_average=not train or self.bn_frozen, epsilon=self.bn_epsilon,
                       dtype=self.dtype, name="bn")(x)
         return nn.relu(x) if self.relu else x
