@@ -2,7 +2,7 @@
 github.com/clovaai/wsolevaluation), to train them in wsolax or to evaluate checkpoints it trained.
 
     --config configs/wsolevaluation.py:<dataset>,<method>,<architecture>
-    dataset: cub | ilsvrc | openimages;  method: cam | adl | has | cutmix;
+    dataset: cub | ilsvrc | openimages;  method: cam | adl | has | cutmix | acol | spg;
     architecture: vgg16 | resnet50 | inception_v3 (its names; wsolax builds vgg16_gap, resnet50,
     inception_v3)
 
@@ -37,7 +37,20 @@ A checkpoint of that code (`best_checkpoint.pth.tar` / `last_checkpoint.pth.tar`
 import _paper
 
 ARCHITECTURES = {"vgg16": "vgg16_gap", "resnet50": "resnet50", "inception_v3": "inception_v3"}
-METHODS = ("cam", "adl", "has", "cutmix")
+METHODS = ("cam", "adl", "has", "cutmix", "acol", "spg")
+# Parameters its main.py trains at 10x the backbone rate (`_FEATURE_PARAM_LAYER_PATTERNS`): on
+# VGG16 and InceptionV3 everything outside the torchvision features, on ResNet50 the names holding
+# 'layer4.' or 'fc.' -- so ACoL's and SPG's ResNet heads (classifier_*, SPG_*) train at the base
+# rate there, while layer4 trains at 10x. wsolax module paths of those parameters:
+NEW_LAYER_PREFIXES = {
+    ("acol", "vgg16_gap"): ("head",),
+    ("acol", "inception_v3"): ("head",),
+    ("acol", "resnet50"): ("backbone/layer4_",),
+    # SPG_A_1 / SPG_A_2 are VGG's conv4 / conv5 blocks, the B branches live in the two taps
+    ("spg", "vgg16_gap"): ("head", "backbone/conv4_", "backbone/conv5_", "backbone/pool4_insert"),
+    ("spg", "inception_v3"): ("head", "backbone/extra_pool_insert", "backbone/Mixed_6d_insert"),
+    ("spg", "resnet50"): ("backbone/layer4_",),
+}
 # Runs the benchmark's README gives in full: (dataset, method, architecture) -> backbone lr
 # (its example command: OpenImages VGG16 CAM, batch 32, 10 epochs, decay every 3, wd 5e-4).
 README_RUNS = {("openimages", "cam", "vgg16"): 0.00227913316}
@@ -54,8 +67,7 @@ def get_config(arg: str = "cub,cam,resnet50"):
     if dataset not in ("cub", "ilsvrc", "openimages"):
         raise ValueError(f"dataset '{dataset}': expected cub, ilsvrc or openimages")
     if method not in METHODS:
-        raise ValueError(f"method '{method}': the benchmark's {', '.join(METHODS)} are available; "
-                         f"ACoL and SPG are not in wsolax yet")
+        raise ValueError(f"method '{method}': expected one of the benchmark's {', '.join(METHODS)}")
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture '{architecture}': expected {', '.join(ARCHITECTURES)}")
     backbone = ARCHITECTURES[architecture]
@@ -66,4 +78,6 @@ def get_config(arg: str = "cub,cam,resnet50"):
                             inserts=paper_inserts(method, backbone, placement),
                             methods={method: hparams} if hparams else None,
                             **({"lr": run} if run else {}))
+    if (method, backbone) in NEW_LAYER_PREFIXES:
+        c.optim.new_layer_prefixes = NEW_LAYER_PREFIXES[(method, backbone)]
     return c

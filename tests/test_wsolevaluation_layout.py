@@ -358,7 +358,7 @@ def test_wsolevaluation_configs_build_with_their_map_size(arch, large):
 
     from wsolax.models.wsol_model import init_key
 
-    for method in ("cam", "adl"):
+    for method in ("cam", "adl", "has", "cutmix", "acol", "spg"):
         cfg = load_config(f"configs/wsolevaluation.py:cub,{method},{arch}",
                           [f"--config.model.large_feature_map={large}"])
         model = build_model(cfg)
@@ -367,5 +367,27 @@ def test_wsolevaluation_configs_build_with_their_map_size(arch, large):
             mutable=["params", "batch_stats"]), init_key(0))
         assert out["features"].shape[1:3] == ((28, 28) if large else (14, 14))
         assert out["logits"].shape == (1, 200)
-    with pytest.raises(Exception, match="ACoL and SPG are not in wsolax yet"):
-        load_config(f"configs/wsolevaluation.py:cub,spg,{arch}")
+    with pytest.raises(Exception, match="expected one of the benchmark's cam, adl, has, cutmix, "
+                                        "acol, spg"):
+        load_config(f"configs/wsolevaluation.py:cub,hide,{arch}")
+
+
+def test_wsolevaluation_configs_train_at_10x_what_its_main_py_does():
+    # main.py's _FEATURE_PARAM_LAYER_PATTERNS: VGG16 / InceptionV3 x10 outside the torchvision
+    # features; ResNet50 x10 for 'layer4.' and 'fc.' only (so ACoL's / SPG's heads at 1x there).
+    def prefixes(method, arch):
+        return load_config(f"configs/wsolevaluation.py:cub,{method},{arch}").optim.new_layer_prefixes
+
+    assert prefixes("acol", "resnet50") == ("backbone/layer4_",)
+    assert prefixes("spg", "resnet50") == ("backbone/layer4_",)
+    assert prefixes("cam", "resnet50") == ("head", "backbone/layer4_")
+    assert prefixes("acol", "vgg16") == ("head",)
+    assert set(prefixes("spg", "vgg16")) == {"head", "backbone/conv4_", "backbone/conv5_",
+                                             "backbone/pool4_insert"}
+    assert set(prefixes("spg", "inception_v3")) == {"head", "backbone/extra_pool_insert",
+                                                    "backbone/Mixed_6d_insert"}
+    cfg = load_config("configs/wsolevaluation.py:cub,acol,resnet50")
+    assert dict(cfg.model.methods.acol) == {"threshold": 0.7, "init": "he"}
+    assert cfg.model.inserts == ()
+    spg = load_config("configs/wsolevaluation.py:cub,spg,vgg16")
+    assert spg.model.inserts == (("pool4", "spg"), ("conv5_3", "spg"))

@@ -27,9 +27,16 @@ source a config follows:
   HaS and CutMix: input transforms on its CAM architecture, nothing inserted on any backbone;
   config.py defaults `--has_grid_size 4`, `--has_drop_rate 0.5`, `--cutmix_beta 1.0`,
   `--cutmix_prob 1.0`.
+  ACoL: its own head on every backbone, nothing inserted; `--acol_threshold 0.7`; the branches'
+  convs Xavier-initialised on VGG16 and InceptionV3, Kaiming on ResNet50 (`initialize_weights`).
+  SPG: its two taps and head per backbone as wsolax.methods.spg's BENCHMARK_STAGES /
+  BENCHMARK_HPARAMS (written there once, beside the architecture they describe).
 """
 
 from __future__ import annotations
+
+from wsolax.methods.spg import BENCHMARK_HPARAMS as _SPG_HPARAMS
+from wsolax.methods.spg import BENCHMARK_STAGES as _SPG_STAGES
 
 PLACEMENTS = ("adl_paper", "wsolevaluation")
 # Methods that change the input, not the network: nothing is inserted on any backbone.
@@ -50,6 +57,7 @@ _STAGES = {
         ("adl", "vgg16_gap"): ("pool3", "conv4_3", "conv5_3"),
         ("adl", "resnet50"): _RESNET_ADL,
         ("adl", "inception_v3"): ("Mixed_5d", "Mixed_6e", "head_conv2"),
+        **{("spg", b): stages for b, stages in _SPG_STAGES.items()},
     },
 }
 # (placement, method) -> {backbone (or "*"): hyperparameters}
@@ -60,6 +68,9 @@ _HPARAMS = {
     ("wsolevaluation", "adl"): {"*": {"drop_rate": 0.75, "gamma": 0.9}},
     ("wsolevaluation", "has"): {"*": {"grid_size": 4, "drop_rate": 0.5}},
     ("wsolevaluation", "cutmix"): {"*": {"beta": 1.0, "prob": 1.0}},
+    ("wsolevaluation", "acol"): {"resnet50": {"threshold": 0.7, "init": "he"},
+                                 "*": {"threshold": 0.7, "init": "xavier"}},
+    ("wsolevaluation", "spg"): {b: dict(h) for b, h in _SPG_HPARAMS.items()},
 }
 # Kept for callers of the first version of this module (the ADL-paper placements).
 _PAPER_STAGES = _STAGES["adl_paper"]
@@ -74,7 +85,7 @@ def paper_inserts(method: str, backbone: str, placement: str = "adl_paper"
                   ) -> tuple[tuple[str, str], ...]:
     """`model.inserts` for `method` on `backbone` as the source `placement` places it."""
     _check_placement(placement)
-    if method == "cam" or method in INPUT_METHODS:
+    if method in ("cam", "acol") or method in INPUT_METHODS:  # acol: a head, nothing inserted
         return ()
     table = _STAGES[placement]
     stages = table.get((method, backbone))
