@@ -7,10 +7,11 @@ stage3, B2 stage4 (the tiny backbone's last block) and the head's two convs keep
 as do the B and C branches (512 = conv5_3's width on VGG16; 8 x width here).
 
 Thresholds: the benchmark's defaults (config.py `--spg_threshold_*`). In pixels, scaled to the
-64 px crops: the maps are upsampled to the crop (spg.py: 224 x 224 = its crop) and the foreground
-fallback's 30 px minimum at 224 px becomes 30 x (64 / 224)^2 = 2.4 -> 2 px.
+crops (64 px): the maps are upsampled to the crop (spg.py: 224 x 224 = its crop) and the foreground
+fallback's 30 px minimum at 224 px becomes 30 x (64 / 224)^2 = 2.4 -> 2 px (both follow
+`data.crop_size`, e.g. the 96 px crops of the finegrained variant: 5.5 -> 6 px).
 
-Variants: runlocal, finetune (as synthetic_cam.py).
+Variants: runlocal, finetune, finegrained (as synthetic_cam.py).
 """
 
 import synthetic_cam
