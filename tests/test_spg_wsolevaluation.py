@@ -19,14 +19,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from backbone_testing import numpy_variables, torch_one_thread  # noqa: F401  (autouse fixture)
-from test_wsolevaluation_layout import _checkpoint_file
+from backbone_testing import torch_one_thread  # noqa: F401  (autouse fixture)
+from test_wsolevaluation_layout import _checkpoint_file, _convert
 
 from wsolax.config import base_config
 from wsolax.methods.spg import BENCHMARK_HPARAMS, BENCHMARK_STAGES, spg_apply
 from wsolax.registry import build_model
-from wsolax.weights import WeightError, convert_torch_state_dict, load_state_dict
-from wsolax.weights.layouts import check_whole_model, torch_name_for
+from wsolax.weights import WeightError, load_state_dict
+from wsolax.weights.layouts import torch_name_for
 
 pytestmark = [pytest.mark.numerics, pytest.mark.slow]
 
@@ -274,14 +274,6 @@ def spg_cfg(backbone, **model):
     for key, value in model.items():
         c.model[key] = value
     return c
-
-
-def _convert(cfg, sd, x):
-    model = build_model(cfg)
-    variables, report = convert_torch_state_dict(sd, numpy_variables(model, x),
-                                                 torch_name_for(cfg, "wsolevaluation"))
-    check_whole_model(report, "wsolevaluation")
-    return model, variables, report
 
 
 def _close(ours, ref, what):
