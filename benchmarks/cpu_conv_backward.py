@@ -2,7 +2,10 @@
 the convolutions' backward pass close the gap to PyTorch (issue: the CPU float32 gap).
 
     python benchmarks/cpu_conv_backward.py [--batch 16] [--image-size 224] [--repeats 3]
-        [--variants xla dot1x1 patches_dw dot1x1+patches_dw] [--json out.json]
+        [--backbone resnet50] [--variants xla adopted dot1x1 patches_dw dot1x1+patches_dw]
+        [--skip-ops] [--json out.json]
+    python benchmarks/cpu_conv_backward.py --grad-check [--batch 16] [--image-size 224]
+        [--variants xla adopted] [--json out.json]
 
 1. Per-op profile: every distinct convolution of ResNet50 (shapes captured from the model itself
    with flax's method interceptor, with their counts) timed alone, jitted: the forward, the input
@@ -13,25 +16,40 @@ the convolutions' backward pass close the gap to PyTorch (issue: the CPU float32
      (its gradients are matrix products too);
    - `patches_dw`: a kxk convolution's filter gradient as image patches times the output gradient
      (`conv_general_dilated_patches` + `einsum`), the forward and dx left to XLA (custom VJP).
-3. The whole train step (wsolax's own `make_train_step`, ResNet50-CAM, SGD) with each variant
-   swapped in for `lax.conv_general_dilated` inside flax's Conv, interleaved over `--repeats`
-   rounds; gradients compared with the XLA variant's (relative norm per leaf) to show they stay
-   equal within float32 tolerance.
+   - `adopted`: the library's own `wsolax.models.conv.conv_general_dilated` (1x1 convolutions as
+     a strided slice and `lax.dot_general`), which ConvBN uses on CPU (`conv_1x1="auto"`).
+3. The whole train step (wsolax's own `make_train_step`, ResNet50 with a CAM head (no inserted
+   layers), SGD) with each variant, interleaved over `--repeats` rounds; gradients compared with
+   the XLA variant's (relative norm per leaf). `xla` forces ConvBN's `conv_1x1="conv"` (flax's
+   default `lax.conv_general_dilated` everywhere); `adopted` is the model as the library builds
+   it (nothing swapped); the other variants swap their formulation in for
+   `lax.conv_general_dilated` inside flax's Conv.
+4. `--grad-check`: is a float32 gradient difference between formulations rounding or an error?
+   With 64-bit JAX, the same parameters and batch: the gradient in float64 (model dtype float64)
+   with each variant (they must agree to ~1e-12), then each variant's float32 gradient against
+   the float64 one, per leaf. If a formulation's float32 error is of the size of XLA's own
+   float32 error on every leaf, the difference between them is rounding.
 
 Other knobs (XLA flags, batch sizes) are separate invocations: `XLA_FLAGS=... python ...` and
-`--batch`. Measure on a quiet machine: the load average is recorded.
+`--batch`. Measure on a quiet machine: the load average is recorded (before, and around each
+timed step).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import os
 import platform
 import statistics
+import sys
 import time
 import types
+
+if "--grad-check" in sys.argv:  # float64 needs 64-bit JAX, switched on before JAX starts
+    os.environ["JAX_ENABLE_X64"] = "1"
 
 import flax.linen as nn
 import flax.linen.linear as flax_linear
@@ -41,7 +59,10 @@ import numpy as np
 from jax import lax
 
 from wsolax.config import load_config
-from wsolax.models.wsol_model import init_key
+from wsolax.models import conv as wsolax_conv
+from wsolax.models import resnet as resnet_module
+from wsolax.models.layers import ConvBN
+from wsolax.models.wsol_model import init_key, init_variables
 from wsolax.registry import build_model
 from wsolax.training.optim import make_optimizer
 from wsolax.training.state import init_state
@@ -89,6 +110,9 @@ def _make_patches_conv(strides, padding):
 
 def formulation(variant: str):
     """conv(x, w, strides, padding) for `variant` (plain NHWC convolutions, no dilation/groups)."""
+    if variant == "adopted":
+        return lambda x, w, strides, padding: wsolax_conv.conv_general_dilated(
+            x, w, strides, padding, dimension_numbers=NHWC, precision=lax.Precision.DEFAULT)
     use_dot = "dot1x1" in variant
     use_patches = "patches_dw" in variant
 
@@ -121,24 +145,38 @@ def _as_lax_conv(conv):
 
 
 class _Patched:
-    """Flax's Conv calls `lax.conv_general_dilated` through its module's `lax`: swap that name."""
+    """`variant`'s convolutions while the model is traced.
+
+    "adopted": nothing swapped (the library's ConvBN, `conv_1x1="auto"`). Every other variant
+    makes ResNet's ConvBN use flax's default `lax.conv_general_dilated` (`conv_1x1="conv"`);
+    beyond "xla", flax's Conv then calls `lax.conv_general_dilated` through its module's `lax`,
+    and that name is swapped for the variant's formulation.
+    """
 
     def __init__(self, variant):
         self.variant = variant
 
     def __enter__(self):
-        self.saved = flax_linear.lax
-        fake = types.SimpleNamespace(**{k: getattr(lax, k) for k in dir(lax) if not k.startswith("__")})
-        fake.conv_general_dilated = _as_lax_conv(formulation(self.variant))
-        flax_linear.lax = fake
+        self.saved = flax_linear.lax, resnet_module.ConvBN
+        if self.variant == "adopted":
+            return
+        resnet_module.ConvBN = functools.partial(ConvBN, conv_1x1="conv")
+        if self.variant != "xla":
+            fake = types.SimpleNamespace(**{k: getattr(lax, k) for k in dir(lax)
+                                            if not k.startswith("__")})
+            fake.conv_general_dilated = _as_lax_conv(formulation(self.variant))
+            flax_linear.lax = fake
 
     def __exit__(self, *exc):
-        flax_linear.lax = self.saved
+        flax_linear.lax, resnet_module.ConvBN = self.saved
 
 
-def _resnet50(image_size: int):
+def _resnet50(image_size: int, backbone: str = "resnet50", dtype: str = "float32"):
+    """ResNet50 (torchvision's; `se_resnet50` for the ADL paper's) with the CAM head and
+    layer4 at stride 1 (the WSOL variant), no inserted layers, 200 classes (CUB)."""
     cfg = load_config("configs/cub_adl_resnet50.py", [
-        "--config.model.inserts=()", f"--config.data.crop_size={image_size}",
+        f"--config.model.backbone={backbone}", "--config.model.inserts=()",
+        f"--config.model.dtype={dtype}", f"--config.data.crop_size={image_size}",
         f"--config.data.resize_size={image_size}", "--config.data.num_classes=200"])
     return cfg, build_model(cfg)
 
@@ -167,6 +205,12 @@ def conv_shapes(model, batch: int, image_size: int) -> collections.Counter:
         jax.eval_shape(lambda k: model.init({"params": k, "dropout": k}, x, train=False),
                        init_key(0))
     return found
+
+
+def _flops(shape, count) -> int:
+    """Multiply-adds of one forward of a captured convolution, times its count."""
+    (n, h, w, _), (kh, kw, cin, cout), strides, _ = shape
+    return count * n * -(-h // strides[0]) * -(-w // strides[1]) * kh * kw * cin * cout
 
 
 def _median_time(fn, *args, repeats: int) -> float:
@@ -226,11 +270,12 @@ def time_steps(cfg, model, variants, batch: int, image_size: int, repeats: int) 
         with _Patched(variant):
             step = jax.jit(make_train_step(model, tx, classification_objective))
             compiled = step.lower(state0, batch_dict, key).compile()
-            loss_grad = jax.jit(jax.grad(
-                lambda p: _loss(model, p, state0.batch_stats, batch_dict, key)))
-            grads[variant] = jax.device_get(loss_grad(state0.params))
+            loss_grad = jax.jit(jax.grad(lambda p, s, d, k: _loss(model, p, s, d, k)))
+            grads[variant] = jax.device_get(
+                loss_grad(state0.params, state0.batch_stats, batch_dict, key))
         steps[variant] = compiled
     times = {v: [] for v in variants}
+    loads = []
     for _ in range(repeats):
         for variant in variants:
             state = jax.tree.map(jnp.copy, state0)
@@ -239,6 +284,8 @@ def time_steps(cfg, model, variants, batch: int, image_size: int, repeats: int) 
             start = time.perf_counter()
             jax.block_until_ready(steps[variant](state, batch_dict, key))
             times[variant].append(time.perf_counter() - start)
+            loads.append(os.getloadavg()[0])
+            print(variant, round(times[variant][-1], 2), "s, load", loads[-1], flush=True)
     base = grads[variants[0]]
     worst = {}
     for variant in variants[1:]:
@@ -246,8 +293,10 @@ def time_steps(cfg, model, variants, batch: int, image_size: int, repeats: int) 
                             grads[variant], base)
         worst[variant] = max(jax.tree.leaves(errs))
     return {"seconds_per_step": {v: statistics.median(t) for v, t in times.items()},
-            "all_seconds": times, "images_per_s": {v: batch / statistics.median(t)
-                                                   for v, t in times.items()},
+            "all_seconds": times, "load_average_1min_after_each": loads,
+            "speedup_vs_first": {v: statistics.median(times[variants[0]]) / statistics.median(t)
+                                 for v, t in times.items()},
+            "images_per_s": {v: batch / statistics.median(t) for v, t in times.items()},
             "max_leaf_grad_rel_err_vs_first": worst}
 
 
@@ -258,33 +307,140 @@ def _loss(model, params, batch_stats, batch, key):
     return -jnp.mean(jnp.take_along_axis(logp, batch["label"][:, None], axis=-1))
 
 
+def _leaves(tree) -> dict[str, np.ndarray]:
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {jax.tree_util.keystr(path): np.asarray(v) for path, v in flat}
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    """||a - b|| / ||b|| in float64."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+
+
+def grad_check(backbone: str, variants, batch: int, image_size: int) -> dict:
+    """Per-leaf gradient errors of each variant in float32 and float64 against the float64
+    gradient of the first variant (XLA's convolutions): rounding or an error?"""
+    assert jax.config.jax_enable_x64, "--grad-check runs with 64-bit JAX"
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((batch, image_size, image_size, 3)).astype(np.float32)
+    labels = jnp.asarray(rng.integers(0, 200, batch), jnp.int32)
+    _, model32 = _resnet50(image_size, backbone, "float32")
+    _, model64 = _resnet50(image_size, backbone, "float64")
+    # one point for every run: the float32 initial variables, exactly widened for float64
+    variables = jax.jit(lambda k: init_variables(model32, k, (1, image_size, image_size, 3)))(
+        init_key(0))
+    key = jax.random.key(0)
+    grads, losses, seconds, f64_in_f32 = {}, {}, {}, {}
+    for dtype, model in (("float32", model32), ("float64", model64)):
+        params, stats = jax.tree.map(lambda v: jnp.asarray(v, dtype),
+                                     (variables["params"], variables["batch_stats"]))
+        data = {"image": jnp.asarray(images, dtype), "label": labels}
+        for variant in variants:
+            with _Patched(variant):  # a fresh function per variant: traced under its patch
+                fn = jax.value_and_grad(lambda p, s, d, k: _loss(model, p, s, d, k))
+                if dtype == "float32":  # a float32 run must not compute anything in float64
+                    f64_in_f32[variant] = str(jax.make_jaxpr(fn)(params, stats, data, key)).count(
+                        "f64[")
+                start = time.perf_counter()  # compile + run
+                loss, g = jax.device_get(jax.jit(fn)(params, stats, data, key))
+                seconds[f"{dtype}/{variant}"] = time.perf_counter() - start
+            assert {v.dtype for v in jax.tree.leaves(g)} == {np.dtype(dtype)}
+            grads[dtype, variant] = _leaves(g)
+            losses[f"{dtype}/{variant}"] = float(loss)
+            print(dtype, variant, "loss", float(loss), "seconds", round(seconds[f"{dtype}/{variant}"], 1),
+                  flush=True)
+    ref = grads["float64", variants[0]]
+    leaves = {}
+    for name, g64 in ref.items():
+        row = {"shape": list(g64.shape), "norm_float64": float(np.linalg.norm(g64))}
+        for variant in variants:
+            row[f"float32/{variant}_vs_float64"] = _rel(grads["float32", variant][name], g64)
+            if variant != variants[0]:
+                row[f"float64/{variant}_vs_float64/{variants[0]}"] = _rel(
+                    grads["float64", variant][name], g64)
+                row[f"float32/{variant}_vs_float32/{variants[0]}"] = _rel(
+                    grads["float32", variant][name], grads["float32", variants[0]][name])
+        leaves[name] = row
+
+    def worst(column):
+        name = max(leaves, key=lambda n: leaves[n][column])
+        return {"leaf": name, "value": leaves[name][column]}
+
+    base = f"float32/{variants[0]}_vs_float64"
+    summary = {"float32_in_float64_ops": f64_in_f32, "losses": losses, "seconds": seconds,
+               base: worst(base)}
+    for variant in variants[1:]:
+        col32 = f"float32/{variant}_vs_float64"
+        ratios = {n: r[col32] / max(r[base], 1e-300) for n, r in leaves.items()}
+        top = sorted(leaves, key=lambda n: -leaves[n][f"float32/{variant}_vs_float32/{variants[0]}"])
+        summary[variant] = {
+            "float64_vs_float64_" + variants[0]: worst(f"float64/{variant}_vs_float64/{variants[0]}"),
+            "float32_vs_float64": worst(col32),
+            "float32_vs_float32_" + variants[0]: worst(f"float32/{variant}_vs_float32/{variants[0]}"),
+            # per leaf: this formulation's float32 error over XLA's own float32 error
+            "error_ratio_to_xla_max": {"leaf": max(ratios, key=ratios.get),
+                                       "value": max(ratios.values())},
+            "error_ratio_to_xla_median": statistics.median(ratios.values()),
+            "largest_float32_differences": [{"leaf": n, **leaves[n]} for n in top[:5]]}
+    return {"summary": summary, "leaves": leaves}
+
+
+def _machine() -> str:
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{platform.machine()}, {os.cpu_count()} cores, {model}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--variants", nargs="+", default=["xla", "dot1x1", "patches_dw",
-                                                     "dot1x1+patches_dw"])
+    p.add_argument("--backbone", default="resnet50", choices=["resnet50", "se_resnet50"])
+    p.add_argument("--variants", nargs="+", default=None,
+                   help="the first is the reference (default: xla adopted dot1x1 patches_dw "
+                        "dot1x1+patches_dw; with --grad-check: xla adopted)")
     p.add_argument("--skip-ops", action="store_true", help="only the whole train step")
+    p.add_argument("--skip-steps", action="store_true", help="only the per-op profile")
+    p.add_argument("--ops-top", type=int, default=0,
+                   help="profile only the K convolutions with the most FLOPs per step (0: all)")
+    p.add_argument("--grad-check", action="store_true",
+                   help="float32 and float64 gradients of each variant vs the float64 XLA one")
     p.add_argument("--json", default=None)
     args = p.parse_args()
-    cfg, model = _resnet50(args.image_size)
-    record = {"batch": args.batch, "image_size": args.image_size, "repeats": args.repeats,
+    variants = args.variants or (["xla", "adopted"] if args.grad_check else [
+        "xla", "adopted", "dot1x1", "patches_dw", "dot1x1+patches_dw"])
+    record = {"backbone": args.backbone, "batch": args.batch, "image_size": args.image_size,
+              "repeats": args.repeats, "variants": variants,
               "xla_flags": os.environ.get("XLA_FLAGS", ""), "load_average": os.getloadavg(),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor()}",
-              "jax": jax.__version__}
-    if not args.skip_ops:
-        shapes = conv_shapes(model, args.batch, args.image_size)
-        rows = profile_ops(shapes, args.variants, args.repeats)
-        record["ops"] = rows
-        record["conv_seconds_per_step"] = {
-            v: {part: sum(r[v][part] * r["count"] for r in rows) for part in ("fwd", "dx", "dw")}
-            for v in args.variants}
-        print("convolution seconds per step (count-weighted):",
-              json.dumps(record["conv_seconds_per_step"], indent=1))
-    record["train_step"] = time_steps(cfg, model, args.variants, args.batch, args.image_size,
-                                      args.repeats)
-    print(json.dumps(record["train_step"], indent=1))
+              "machine": _machine(), "jax": jax.__version__, "backend": jax.default_backend()}
+    if args.grad_check:
+        record["grad_check"] = grad_check(args.backbone, variants, args.batch, args.image_size)
+        print(json.dumps(record["grad_check"]["summary"], indent=1))
+    else:
+        cfg, model = _resnet50(args.image_size, args.backbone)
+        if not args.skip_ops:
+            shapes = conv_shapes(model, args.batch, args.image_size)
+            if args.ops_top:
+                shapes = collections.Counter(dict(sorted(
+                    shapes.items(), key=lambda kv: -_flops(*kv))[:args.ops_top]))
+            rows = profile_ops(shapes, variants, args.repeats)
+            record["ops"] = rows
+            record["conv_seconds_per_step"] = {
+                v: {part: sum(r[v][part] * r["count"] for r in rows) for part in ("fwd", "dx", "dw")}
+                for v in variants}
+            print("convolution seconds per step (count-weighted):",
+                  json.dumps(record["conv_seconds_per_step"], indent=1))
+        if not args.skip_steps:
+            record["train_step"] = time_steps(cfg, model, variants, args.batch, args.image_size,
+                                              args.repeats)
+            print(json.dumps(record["train_step"], indent=1))
+    record["load_average_end"] = os.getloadavg()
     if args.json:
         with open(args.json, "w") as f:
             json.dump(record, f, indent=1)
