@@ -201,6 +201,9 @@ def test_a_process_that_finishes_first_waits_for_the_others(finish):
     if finish:
         assert codes == [0, 0] and all("done" in out for out, _ in outs), outs
     else:
-        # process 0 is told its peer stopped, or, once jax's exit-time shutdown has stopped the
-        # coordination service, that the coordinator is unreachable
-        assert codes[0] == 3 and "process 0 stops too" in outs[0][1], (codes, outs)
+        # Process 0 does not end cleanly. Seen forms: its peer watcher is told the peer stopped (or,
+        # once jax's exit-time shutdown has stopped the coordination service, that the coordinator
+        # is unreachable) and exits 3; or, when the watcher's poll comes after the sleep, the
+        # coordination client aborts during interpreter exit (SIGABRT, -6; CI of session 8).
+        assert codes[0] != 0 and codes[1] == 0, (codes, outs)
+        assert codes[0] != 3 or "process 0 stops too" in outs[0][1], (codes, outs)
