@@ -26,40 +26,19 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from wsolax.methods.where_to_look.attention import CAAM, SSAM
+from wsolax.models.conv import resolve
 from wsolax.models.heads import gap_classify
 
 BRANCHES = ("x", "x_tilde")
 
 
-def _matmul_1x1(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
-                preferred_element_type=None):
-    """`lax.conv_general_dilated` for what `AggregationConv` gives it with a 1x1 kernel (NHWC,
-    HWIO, stride 1, no padding or dilation, one group): a product over channels. Why: XLA:CPU
-    lowers the filter gradient of a 1x1 convolution as a convolution whose window is the whole
-    map, ~2.6x slower than the same numbers as a matrix product (the paper config's 2048 -> 1024
-    aggregation on a (8, 14, 14, 2048) map, forward + backward, the same XLA flop count: 2.35 s
-    vs 0.89 s on the shared 2-core development CPU); elsewhere a matrix product is as fast as the
-    vendor's 1x1 convolution."""
-    nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
-    dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-    plain = (dn == nhwc and rhs.shape[:2] == (1, 1) and tuple(window_strides) == (1, 1)
-             and (padding in ("SAME", "VALID")  # nothing to pad for a 1x1 window
-                  or all(tuple(p) == (0, 0) for p in padding))
-             and all(d == 1 for d in tuple(lhs_dilation or ()) + tuple(rhs_dilation or ()))
-             and feature_group_count == 1 and batch_group_count == 1)
-    if not plain:
-        raise ValueError("_matmul_1x1 computes only an unpadded stride-1 NHWC 1x1 convolution")
-    return jnp.einsum("bhwc,cd->bhwd", lhs, rhs[0, 0], precision=precision,
-                      preferred_element_type=preferred_element_type)
-
-
 class AggregationConv(nn.Module):
     """relu(conv(x)) to `features` channels (0: as many as x has). Parameters `conv/{kernel,bias}`
-    (HWIO kernel) whatever the kernel size; a 1x1 kernel runs as a matrix product."""
+    (HWIO kernel) whatever the kernel size. On the CPU a 1x1 kernel runs as a matrix product
+    (`wsolax.models.conv`, as the backbones' 1x1 convs do): XLA:CPU lowers its filter gradient
+    ~2.6x slower as a convolution (the paper config's 2048 -> 1024 aggregation, docs/speed.md)."""
 
     features: int = 0
     kernel: int = 3
@@ -69,7 +48,7 @@ class AggregationConv(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         conv = nn.Conv(self.features or x.shape[-1], (self.kernel, self.kernel), padding="SAME",
                        dtype=self.dtype, name="conv",
-                       conv_general_dilated=_matmul_1x1 if self.kernel == 1 else None)
+                       conv_general_dilated=resolve("auto"))
         return nn.relu(conv(x))
 
 
