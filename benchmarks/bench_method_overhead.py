@@ -11,7 +11,9 @@ cost analysis of each compiled step (flops, bytes accessed): a load-independent 
 the inserted layers add. `wtl` (Where to Look) is a different kind of method: its step makes the
 complementary pair and runs both views through the backbone, then CAAM/SSAM and two classifiers on
 the last map (the paper's "Mixed" patch sizes scaled to --image-size): 2x CAM for the backbone,
-plus the head. `--breakdown` adds XLA's flop count of each part of the WTL step (the backbone on
+plus the head. The benchmark's baselines (`has cutmix acol spg`) are built as
+configs/wsolevaluation.py builds them (wsolax.methods.placements, placement `wsolevaluation`):
+HaS and CutMix transform the batch inside the step, ACoL and SPG add their heads. `--breakdown` adds XLA's flop count of each part of the WTL step (the backbone on
 both views, the head, and CAAM, SSAM and the aggregation + classifiers alone, each forward +
 backward) next to the dense matrix-product count of the paper's equations (`wtl_dense_flops`).
 """
@@ -31,7 +33,7 @@ import numpy as np
 import optax
 
 from wsolax.config import base_config, load_config
-from wsolax.methods.placements import paper_inserts
+from wsolax.methods.placements import paper_inserts, source_hparams
 from wsolax.methods.where_to_look import caam, scaled_patch_sizes, ssam
 from wsolax.methods.where_to_look.method import loss as wtl_loss
 from wsolax.registry import build_model, selected_methods
@@ -40,6 +42,11 @@ from wsolax.training.optim import make_optimizer
 from wsolax.models.wsol_model import init_key
 from wsolax.training.state import init_state
 from wsolax.training.step import make_train_step
+
+
+# The CVPR'20 benchmark's baselines: placed and parametrised as its code does (HaS 4 px cells at
+# 224 px, CutMix beta 1; ACoL's head, SPG's taps and head at the benchmark's widths).
+BENCHMARK_BASELINES = ("has", "cutmix", "acol", "spg")
 
 
 def build(method: str, args):
@@ -54,6 +61,9 @@ def build(method: str, args):
         wtl.patch_sizes = scaled_patch_sizes(args.image_size)
         if args.wtl_agg_kernel:
             wtl.agg_kernel = args.wtl_agg_kernel
+    elif method in BENCHMARK_BASELINES:  # as configs/wsolevaluation.py builds them
+        cfg.model.inserts = paper_inserts(method, args.backbone, "wsolevaluation")
+        cfg.model.methods[method] = source_hparams(method, args.backbone, "wsolevaluation")
     elif method != "cam":
         cfg.model.inserts = (tuple((s, method) for s in args.stages) if args.stages
                              else paper_inserts(method, args.backbone))
