@@ -3,6 +3,7 @@ bit for bit, checkpoint once, write metrics once, and resume bit-identically; a 
 stops the other with a clear message; two processes evaluate to the last digit of one."""
 
 import json
+import re
 import os
 import shutil
 import socket
@@ -182,28 +183,24 @@ from wsolax.training import distributed
 distributed.initialize(distributed.ProcessSetup("127.0.0.1:{port}", 2, int(sys.argv[1]), 30))
 if sys.argv[1] == "0":
     time.sleep(4)  # process 0 still writing its last checkpoint, say; its peer is done
-{finish}
-print("done", flush=True)
+start = time.monotonic()
+distributed.finish()
+print(f"done, finish() took {{time.monotonic() - start:.3f}} s", flush=True)
 """
 
 
-@pytest.mark.parametrize("finish", [True, False])
-def test_a_process_that_finishes_first_waits_for_the_others(finish):
+def test_a_process_that_finishes_first_waits_for_the_others():
     # Without the wait at the end, the first process to finish exits and the other's peer watcher
-    # takes that for a death: exit code 3 while it is still working (the case `finish` fixes).
-    script = _FINISH_LATE.format(port=_free_port(),
-                                 finish="distributed.finish()" if finish else "")
+    # may take that for a death (exit code 3 while it is still working). What happens without
+    # finish() depends on timing (jax's own exit-time shutdown sometimes holds the early process
+    # long enough, the CI of session 10 saw both exit 0), so the test checks what finish()
+    # promises instead: the early process waits there for the late one, and both end cleanly.
+    script = _FINISH_LATE.format(port=_free_port())
     procs = [subprocess.Popen([sys.executable, "-c", script, str(i)], cwd=ROOT, env=_env(1),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
-    codes = [p.returncode for p in procs]
-    if finish:
-        assert codes == [0, 0] and all("done" in out for out, _ in outs), outs
-    else:
-        # Process 0 does not end cleanly. Seen forms: its peer watcher is told the peer stopped (or,
-        # once jax's exit-time shutdown has stopped the coordination service, that the coordinator
-        # is unreachable) and exits 3; or, when the watcher's poll comes after the sleep, the
-        # coordination client aborts during interpreter exit (SIGABRT, -6; CI of session 8).
-        assert codes[0] != 0 and codes[1] == 0, (codes, outs)
-        assert codes[0] != 3 or "process 0 stops too" in outs[0][1], (codes, outs)
+    assert [p.returncode for p in procs] == [0, 0], outs
+    waited = [float(re.search(r"finish\(\) took ([0-9.]+) s", out).group(1)) for out, _ in outs]
+    # Both leave initialize() together (it is a barrier), so process 1 waits about the 4 s sleep.
+    assert waited[1] > 2.0 and waited[0] < 2.0, (waited, outs)
