@@ -144,7 +144,7 @@ def test_a_bfloat16_model_trains_a_step(name):
     loss, grads = step(jax.random.key(5))
     assert np.isfinite(float(loss))
     assert all(np.isfinite(np.asarray(g, np.float32)).all() for g in jax.tree.leaves(grads))
-    out = model.apply(variables, batch["image"], train=False)
+    out = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, batch["image"])
     assert out["features"].dtype == jnp.bfloat16
     assert np.isfinite(np.asarray(out["cams"], np.float32)).all()
 
