@@ -357,24 +357,3 @@ def test_cutmix_then_has_compose_in_one_step():
     logp = _log_softmax(np.asarray(out["logits"], np.float64))
     want = -np.mean(np.sum(np.asarray(dist, np.float64) * logp, axis=1))
     assert float(m["loss"]) == pytest.approx(want, rel=1e-5)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("architecture", ["vgg16", "resnet50", "inception_v3"])
-def test_a_step_on_each_of_the_benchmarks_backbones(architecture):
-    # The benchmark trains CutMix and HaS with its CAM architecture on each backbone: the CAM
-    # model, nothing inserted, the transforms on the input. Both composed, one real step on two
-    # 64 px images (InceptionV3's stem needs more than 32 px).
-    cfg = load_config(f"configs/wsolevaluation.py:cub,cam,{architecture}")
-    cfg.model.methods.cutmix = {}
-    cfg.model.methods.has = {}
-    assert cfg.model.inserts == ()
-    model = registry.build_model(cfg)
-    tx, _ = make_optimizer(cfg.optim, 10, 100)
-    state = jax.jit(lambda k: init_state(model, tx, k, (1, 64, 64, 3)))(init_key(0))
-    batch = {"image": jax.random.normal(jax.random.key(0), (2, 64, 64, 3)),
-             "label": jnp.array([3, 150])}
-    step = jax.jit(make_train_step(model, tx, build_objective(cfg, steps_per_epoch=10)))
-    new_state, m = step(state, batch, jax.random.key(1))
-    assert int(new_state.step) == 1
-    assert np.isfinite(float(m["loss"])) and np.isfinite(float(m["grad_norm"]))

@@ -530,27 +530,3 @@ def test_benchmark_placements_at_224(backbone, b1, b2, final):
     assert head["classes"]["kernel"].shape == (1, 1, c_in, 7)
     assert "wsol_conv6" not in v["params"]["backbone"]
     assert "wsol_head_conv1" not in v["params"]["backbone"]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("backbone,size", [("vgg16_gap", 32), ("resnet50", 32),
-                                           ("inception_v3", 64)])
-def test_a_train_step_runs_on_each_benchmark_backbone(backbone, size):
-    c = base_config()
-    c.model.backbone = backbone
-    c.data.num_classes = 5
-    c.model.inserts = tuple((s, "spg") for s in BENCHMARK_STAGES[backbone])
-    c.model.methods.spg = {**BENCHMARK_HPARAMS[backbone], "mask_size": size, "min_foreground": 1}
-    model = registry.build_model(c)
-    variables = init_variables(model, init_key(0), (1, size, size, 3))
-    batch = {"image": jnp.asarray(_rng(0).normal(size=(2, size, size, 3)), jnp.float32),
-             "label": jnp.asarray([1, 4])}
-    objective = build_objective(c, 10)
-    (loss, (aux, updates)), grads = jax.jit(jax.value_and_grad(
-        lambda p: objective(model, {**variables, "params": p}, batch, jax.random.key(0), 0),
-        has_aux=True))(variables["params"])
-    assert np.isfinite(float(loss)) and set(aux["metrics"]) >= {"loss_spg_b1", "loss_spg_c"}
-    for name in ("b_shared", "c", "classes"):
-        assert float(optax.tree.norm(grads["head"][name])) > 0
-    if backbone == "resnet50":
-        assert "batch_stats" in updates
