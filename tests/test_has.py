@@ -268,7 +268,7 @@ def test_the_train_step_is_the_cross_entropy_of_the_hidden_images():
 def test_placed_on_the_benchmarks_backbones_the_step_traces(architecture):
     # The benchmark trains HaS with its CAM architecture on each backbone: the CAM model plus the
     # transform, nothing inserted. Shapes only (jax.eval_shape: no compile); the full steps run
-    # in test_cutmix.py (both transforms composed).
+    # in test_benchmark_backbone_steps.py (both transforms composed).
     cfg = load_config(f"configs/wsolevaluation.py:cub,cam,{architecture}")
     cfg.model.methods.has = {}
     (selected,) = registry.selected_methods(cfg.model)
