@@ -18,13 +18,13 @@ BATCH = 4
 SMALL: dict[str, tuple[tuple[tuple[str, str], ...] | None, dict]] = {
     # patch sizes of the paper's 224 px images scaled to 32 px
     "where_to_look": (None, {"patch_sizes": (4, 8)}),
+    # ACoL's and SPG's branches in proportion to the width-4 backbone (and SPG's masks at the
+    # image size): the benchmark's 512-1024 channels and 224 px masks, which the full backbones'
+    # steps keep (tests/test_benchmark_backbone_steps.py), made these the contract's slowest
+    "acol": (None, {"features": 16}),
     # its two taps (B1, B2 read the features there), as configs/synthetic_spg.py places them
-    # and, like ACoL's, branch widths in proportion to the width-4 backbone, masks at the image
-    # size: the benchmark's 512-1024 channels and 224 px masks made these two the contract's
-    # slowest tests (the bfloat16 step: ACoL 38.6 s, SPG 9.4 s alone on the 2-core EPYC)
     "spg": ((("stage3", "spg"), ("stage4", "spg")),
             {"b_features": 16, "c_features": 16, "mask_size": IMAGE}),
-    "acol": (None, {"features": 16}),
 }
 
 
