@@ -5,7 +5,9 @@ stages of `BENCHMARK_STAGES` for SPG).
 These check that each placement builds and trains on a full backbone: finite losses and gradients,
 gradients reaching the method's own parameters, BatchNorm statistics updated. They compare no
 numbers against an oracle (those tests stay in each method's file), so they are not `numerics`
-tests: CI's AVX2 rerun leaves these full-backbone compilations out.
+tests: CI's AVX2 rerun leaves these full-backbone compilations out. Their variables are
+backbone_testing.numpy_variables (shapes from `jax.eval_shape`), not the model's initialisers: on
+XLA:CPU each parameter's random draw costs a compilation, ~45 s for SPG on InceptionV3 alone.
 """
 
 from __future__ import annotations
@@ -20,10 +22,9 @@ from backbone_testing import numpy_variables
 from wsolax import registry
 from wsolax.config import base_config, load_config
 from wsolax.methods.spg import BENCHMARK_HPARAMS, BENCHMARK_STAGES
-from wsolax.models.wsol_model import init_key, init_variables
 from wsolax.training.objectives import build_objective
 from wsolax.training.optim import make_optimizer
-from wsolax.training.state import init_state
+from wsolax.training.state import TrainState
 from wsolax.training.step import make_train_step
 
 pytestmark = pytest.mark.slow
@@ -64,8 +65,9 @@ def test_spg_trains_a_step_on_each_backbone(backbone, size):
     c.model.inserts = tuple((s, "spg") for s in BENCHMARK_STAGES[backbone])
     c.model.methods.spg = {**BENCHMARK_HPARAMS[backbone], "mask_size": size, "min_foreground": 1}
     model = registry.build_model(c)
-    variables = init_variables(model, init_key(0), (1, size, size, 3))
-    batch = {"image": jnp.asarray(_images(size)), "label": jnp.asarray([1, 4])}
+    x = _images(size)
+    variables = numpy_variables(model, x)
+    batch = {"image": jnp.asarray(x), "label": jnp.asarray([1, 4])}
     objective = build_objective(c, 10)
     (loss, (aux, updates)), grads = jax.jit(jax.value_and_grad(
         lambda p: objective(model, {**variables, "params": p}, batch, jax.random.key(0), 0),
@@ -88,9 +90,12 @@ def test_cutmix_and_has_train_a_step_on_each_backbone(architecture):
     assert cfg.model.inserts == ()
     model = registry.build_model(cfg)
     tx, _ = make_optimizer(cfg.optim, 10, 100)
-    state = jax.jit(lambda k: init_state(model, tx, k, (1, 64, 64, 3)))(init_key(0))
-    batch = {"image": jax.random.normal(jax.random.key(0), (2, 64, 64, 3)),
-             "label": jnp.array([3, 150])}
+    x = _images(64)
+    variables = numpy_variables(model, x)
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                       batch_stats=variables.get("batch_stats", {}),
+                       opt_state=jax.jit(tx.init)(variables["params"]))
+    batch = {"image": jnp.asarray(x), "label": jnp.array([3, 150])}
     step = jax.jit(make_train_step(model, tx, build_objective(cfg, steps_per_epoch=10)))
     new_state, m = step(state, batch, jax.random.key(1))
     assert int(new_state.step) == 1
