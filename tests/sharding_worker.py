@@ -1,7 +1,10 @@
 """Run a few sharded train steps on fixed data and print losses + a parameter checksum as JSON.
 
 Launched in a subprocess by test_sharding.py, because the device count (XLA_FLAGS) must be set
-before JAX starts. `float64` (the third argument) turns on 64-bit JAX and builds the whole model in
+before JAX starts: `python tests/sharding_worker.py <mesh>:<mode>:<precision> ...` runs each
+setting on the first <mesh> devices, one after the other in this one process (imports and start-up
+paid once, 1- and 8-device meshes side by side), and prints one JSON line keyed by setting.
+`float64` turns on 64-bit JAX for that setting and builds the whole model in
 float64 (parameters, activations, statistics, loss), the setting in which 1 and 8 devices must agree
 to rounding on any CPU; in float32 a ReLU input within rounding of zero can flip its derivative
 between two reduction orders, and that one flip moves the gradients of a tiny model by percents.
@@ -26,8 +29,12 @@ from wsolax.training.step import make_train_step
 
 def main(num_devices: int, mode: str = "cam", precision: str = "float32", steps: int = 3,
          batch: int = 16) -> dict:
-    if precision == "float64":
-        jax.config.update("jax_enable_x64", True)
+    with jax.enable_x64(precision == "float64"):
+        return _train_and_extract(num_devices, mode, precision, steps, batch)
+
+
+def _train_and_extract(num_devices: int, mode: str, precision: str, steps: int,
+                       batch: int) -> dict:
     dtype = np.dtype(precision)
     cfg = base_config()
     cfg.model.dtype = precision
@@ -73,5 +80,13 @@ def main(num_devices: int, mode: str = "cam", precision: str = "float32", steps:
             "top1": np.asarray(out["top1"]).tolist()}
 
 
+def _run_settings(settings: list[str]) -> dict:
+    results = {}
+    for setting in settings:
+        mesh, mode, precision = setting.split(":")
+        results[setting] = main(int(mesh), mode, precision)
+    return results
+
+
 if __name__ == "__main__":
-    print(json.dumps(main(int(sys.argv[1]), *sys.argv[2:4])))
+    print(json.dumps(_run_settings(sys.argv[1:])))

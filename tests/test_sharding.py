@@ -8,6 +8,7 @@ zero depending on the instruction set and batch split. A float32 run checks what
 rounding (shardings, shapes, ranges).
 """
 
+import functools
 import json
 import os
 import pathlib
@@ -17,6 +18,7 @@ import sys
 import numpy as np
 import pytest
 from cpu_isa import ISAS
+from filelock import FileLock
 
 # slow: trains or starts JAX processes (pytest -m 'not slow' leaves these out)
 pytestmark = pytest.mark.slow
@@ -27,22 +29,46 @@ RTOL = 1e-9  # float64 rounding over 3 SGD steps, with margin
 # AVX2 too (cpu_isa.ISAS), so that machine checks both code paths of XLA:CPU.
 
 
-def _run(forced_devices: int, mesh_devices: int, mode: str = "cam",
-         precision: str = "float64", isa: str = "native") -> dict:
+# Every setting the tests compare, "<mesh devices>:<mode>:<precision>"; one worker process per
+# instruction set runs them all with 8 devices forced (a 1-device mesh is its first device).
+SETTINGS = [f"{mesh}:{mode}:float64" for mode in ("cam", "methods", "wtl") for mesh in (1, 8)]
+FLOAT32 = "8:cam:float32"
+
+
+def _run(isa: str) -> dict:
     # Append to XLA_FLAGS: flags given from outside (e.g. --xla_cpu_max_isa) still apply.
-    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={forced_devices}"
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8"
     if isa != "native":
         flags += f" --xla_cpu_max_isa={isa}"
     env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, str(ROOT / "tests" / "sharding_worker.py"), str(mesh_devices),
-                          mode, precision], env=env, capture_output=True, text=True, check=True, cwd=ROOT)
+    settings = SETTINGS + ([FLOAT32] if isa == "native" else [])
+    out = subprocess.run([sys.executable, str(ROOT / "tests" / "sharding_worker.py"), *settings],
+                         env=env, capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory, worker_id):
+    """isa -> the worker's results, run once per test session: under xdist the first worker to
+    ask runs it holding a file lock, the others read the file it wrote (xdist's loadgroup would
+    keep them on one worker, but pytest 9.2 ignores the group names xdist 3.8 writes)."""
+    if worker_id == "master":  # not under xdist
+        return functools.lru_cache(maxsize=None)(_run)
+    shared = tmp_path_factory.getbasetemp().parent  # this session's, common to its workers
+
+    def once(isa: str) -> dict:
+        path = shared / f"sharding_worker_{isa}.json"
+        with FileLock(f"{path}.lock"):
+            if not path.exists():
+                path.write_text(json.dumps(_run(isa)))
+        return json.loads(path.read_text())
+    return once
+
+
 @pytest.mark.parametrize("isa", ISAS)
-def test_eight_devices_give_the_same_training_and_cams_as_one(isa):
-    one = _run(1, 1, isa=isa)
-    eight = _run(8, 8, isa=isa)
+def test_eight_devices_give_the_same_training_and_cams_as_one(isa, runs):
+    one, eight = runs(isa)["1:cam:float64"], runs(isa)["8:cam:float64"]
     assert one["param_dtypes"] == eight["param_dtypes"] == ["float64"]
     assert one["mesh"] == 1 and eight["mesh"] == 8 and eight["devices"] == 8
     assert eight["replicated_on"] == [8]  # parameters live on every device
@@ -55,8 +81,8 @@ def test_eight_devices_give_the_same_training_and_cams_as_one(isa):
     np.testing.assert_allclose(eight["scoremap_sum"], one["scoremap_sum"], rtol=1e-6)
 
 
-def test_float32_training_is_sharded_and_replicated_on_eight_devices():
-    eight = _run(8, 8, precision="float32")
+def test_float32_training_is_sharded_and_replicated_on_eight_devices(runs):
+    eight = runs("native")[FLOAT32]
     assert eight["param_dtypes"] == ["float32"]
     assert eight["mesh"] == 8 and eight["replicated_on"] == [8]
     assert eight["scoremap_shards"] == 8 and eight["scoremap_shape"] == [16, 48, 40]
@@ -65,22 +91,20 @@ def test_float32_training_is_sharded_and_replicated_on_eight_devices():
 
 
 @pytest.mark.parametrize("isa", ISAS)
-def test_attention_dropout_layers_train_alike_on_eight_devices_and_one(isa):
+def test_attention_dropout_layers_train_alike_on_eight_devices_and_one(isa, runs):
     # ADL, DGDM and DFM with per-image random choices: the draws come from the step key, not from
     # the device a sample lands on, so sharding changes only the reduction order.
-    one = _run(1, 1, "methods", isa=isa)
-    eight = _run(8, 8, "methods", isa=isa)
+    one, eight = runs(isa)["1:methods:float64"], runs(isa)["8:methods:float64"]
     np.testing.assert_allclose(eight["losses"], one["losses"], rtol=RTOL)
     np.testing.assert_allclose(eight["param_sum"], one["param_sum"], rtol=RTOL)
     assert one["losses"][0] != one["losses"][-1]
 
 
 @pytest.mark.parametrize("isa", ISAS)
-def test_where_to_look_trains_alike_on_eight_devices_and_one(isa):
+def test_where_to_look_trains_alike_on_eight_devices_and_one(isa, runs):
     # The complementary pair is drawn per image on device from the step key, and the two views are
     # interleaved image by image, so sharding changes only the reduction order.
-    one = _run(1, 1, "wtl", isa=isa)
-    eight = _run(8, 8, "wtl", isa=isa)
+    one, eight = runs(isa)["1:wtl:float64"], runs(isa)["8:wtl:float64"]
     assert eight["replicated_on"] == [8]
     np.testing.assert_allclose(eight["losses"], one["losses"], rtol=RTOL)
     np.testing.assert_allclose(eight["param_sum"], one["param_sum"], rtol=RTOL)
