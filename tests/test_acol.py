@@ -365,8 +365,9 @@ def test_gradients_reach_both_branches_and_the_backbone_and_b_does_not_train_a()
     def norm(tree):
         return float(np.sqrt(sum(float(jnp.sum(jnp.square(g))) for g in jax.tree.leaves(tree))))
 
-    grads = jax.grad(lambda p: objective(model, {**variables, "params": p}, batch,
-                                         jax.random.key(0), 0)[0])(variables["params"])
+    # Jitted: op by op, each new shape would compile on its own.
+    grads = jax.jit(jax.grad(lambda p: objective(model, {**variables, "params": p}, batch,
+                                                 jax.random.key(0), 0)[0]))(variables["params"])
     for part in (grads["backbone"], grads["head"]["classifier_A"], grads["head"]["classifier_B"]):
         assert norm(part) > 0 and all(np.isfinite(np.asarray(g)).all()
                                       for g in jax.tree.leaves(part))
@@ -377,7 +378,7 @@ def test_gradients_reach_both_branches_and_the_backbone_and_b_does_not_train_a()
                          rngs={"dropout": jax.random.key(0)})
         return -jnp.mean(jax.nn.log_softmax(out["logits_b"])[jnp.arange(4), batch["label"]])
 
-    g_b = jax.grad(ce_b)(variables["params"])
+    g_b = jax.jit(jax.grad(ce_b))(variables["params"])
     # The attention is detached in the reference (get_attention): B's loss reaches A only
     # through a 0/1 mask, i.e. not at all; it does reach B and the backbone through the features.
     assert norm(g_b["head"]["classifier_A"]) == 0.0
@@ -416,10 +417,11 @@ def test_the_synthetic_config_builds_and_trains_a_step():
     cfg = load_config("configs/synthetic_acol.py:runlocal")
     assert dict(cfg.model.methods.acol)["threshold"] == 0.7
     model = build_model(cfg)
-    variables = init_variables(model, init_key(0), (1, 32, 32, 3))
+    variables = jax.jit(lambda k: init_variables(model, k, (1, 32, 32, 3)))(init_key(0))
     assert set(variables["params"]["head"]) == {"classifier_A", "classifier_B"}
     batch = {"image": jnp.zeros((2, 32, 32, 3)), "label": jnp.asarray([0, 1])}
-    loss, _ = build_objective(cfg)(model, variables, batch, jax.random.key(0), 0)
+    objective = build_objective(cfg)
+    loss, _ = jax.jit(lambda v: objective(model, v, batch, jax.random.key(0), 0))(variables)
     assert np.isfinite(float(loss))
 
 

@@ -253,15 +253,18 @@ def test_the_model_runs_both_views_through_the_shared_backbone():
     model = build_model(cfg)
     x = jax.random.normal(jax.random.key(0), (3, 32, 32, 3))
     xt = jax.random.normal(jax.random.key(1), (3, 32, 32, 3))
-    variables = model.init({"params": jax.random.key(2), "dropout": jax.random.key(2)}, x,
-                           train=False)
+    # Jitted, each call one compilation (op by op each new shape compiles on XLA:CPU).
+    variables = jax.jit(lambda k: model.init({"params": k, "dropout": k}, x, train=False))(
+        jax.random.key(2))
     classes = jnp.array([[0], [1], [2]])
-    out = model.apply(variables, x, xt, train=True, cam_classes=classes, method="pair")
+    out = jax.jit(lambda v: model.apply(v, x, xt, train=True, cam_classes=classes,
+                                        method="pair"))(variables)
     # The same, by hand: each view alone through the backbone, then the head's training path.
-    fx = model.apply(variables, x, train=True, method=lambda m, im, train: m.backbone(im, train=train))
-    fxt = model.apply(variables, xt, train=True,
-                      method=lambda m, im, train: m.backbone(im, train=train))
-    want = model.apply(variables, fx, fxt, classes, method=lambda m, a, b, c: m.head.pair(a, b, c))
+    backbone = jax.jit(lambda v, im: model.apply(
+        v, im, train=True, method=lambda m, im, train: m.backbone(im, train=train)))
+    fx, fxt = backbone(variables, x), backbone(variables, xt)
+    want = jax.jit(lambda v, a, b: model.apply(
+        v, a, b, classes, method=lambda m, a, b, c: m.head.pair(a, b, c)))(variables, fx, fxt)
     for key in ("logits", "logits_tilde", "cams", "cams_tilde"):
         np.testing.assert_allclose(np.asarray(out[key]), np.asarray(want[key]), rtol=1e-5,
                                    atol=1e-6)
@@ -273,7 +276,7 @@ def test_the_train_step_minimises_both_cross_entropies_plus_beta_times_the_fusio
     cfg = _wtl_cfg(fusion_weight=50.0)
     model = build_model(cfg)
     tx, _ = make_optimizer(cfg.optim, 10, 100)
-    state = init_state(model, tx, init_key(0), (1, 32, 32, 3))
+    state = jax.jit(lambda k: init_state(model, tx, k, (1, 32, 32, 3)))(init_key(0))
     step = jax.jit(make_train_step(model, tx, build_objective(cfg)))
     batch = {"image": jax.random.normal(jax.random.key(0), (4, 32, 32, 3)),
              "label": jnp.array([0, 1, 2, 3])}
