@@ -1,9 +1,11 @@
-"""Train every registered method two float64 steps on fixed data, sharded over N devices, and
-print per method the losses, a parameter checksum and the shardings as one JSON line.
+"""Train every registered method two float64 steps on fixed data, sharded over each of the given
+device counts, and print per device count and method the losses, a parameter checksum and the
+shardings as one JSON line.
 
 Launched by tests/test_method_contract.py in a subprocess, because the device count (XLA_FLAGS)
-must be set before JAX starts; one process runs all the methods, so the suite starts JAX twice
-(1 and 8 devices), not twice per method.
+must be set before JAX starts: `python tests/method_sharding_worker.py 1 8` with 8 devices forced
+runs all the methods on a 1-device mesh (the first device) and on all 8, in one process that starts
+JAX once and initialises each method once (the same initial state, put on each mesh).
 """
 
 import json
@@ -25,13 +27,17 @@ BATCH = 16
 STEPS = 2
 
 
-def train(name: str, mesh) -> dict:
+def train(name: str, meshes) -> list[dict]:
     cfg = tiny_method_config(name, "float64")
     model = build_model(cfg)
     tx, _ = make_optimizer(cfg.optim, 10, 100)
-    init = jax.jit(lambda k: init_state(model, tx, k, (1, IMAGE, IMAGE, 3)),
-                   out_shardings=sharding.replicated(mesh))
-    state = init(init_key(0))
+    initial = jax.jit(lambda k: init_state(model, tx, k, (1, IMAGE, IMAGE, 3)))(init_key(0))
+    return [_train_on(mesh, cfg, model, tx, initial) for mesh in meshes]
+
+
+def _train_on(mesh, cfg, model, tx, initial) -> dict:
+    # A copy: the step donates its state, and `initial` serves the next mesh too.
+    state = jax.device_put(initial, sharding.replicated(mesh), may_alias=False)
     step = sharding.shard_step(make_train_step(model, tx, build_objective(cfg, 10)), mesh)
     rng = np.random.default_rng(0)
     losses, shards = [], set()
@@ -49,11 +55,13 @@ def train(name: str, mesh) -> dict:
             "batch_shards": max(shards)}
 
 
-def main(num_devices: int) -> dict:
+def main(device_counts: list[int]) -> dict:
     jax.config.update("jax_enable_x64", True)
-    mesh = sharding.data_mesh(jax.devices()[:num_devices])
-    return {name: train(name, mesh) for name in contract_methods()}
+    meshes = [sharding.data_mesh(jax.devices()[:n]) for n in device_counts]
+    per_method = {name: train(name, meshes) for name in contract_methods()}
+    return {str(n): {name: runs[i] for name, runs in per_method.items()}
+            for i, n in enumerate(device_counts)}
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(int(sys.argv[1]))))
+    print(json.dumps(main([int(n) for n in sys.argv[1:]])))
