@@ -309,7 +309,7 @@ def _setup(methods: dict, k: int = 5, size: int = 32):
         cfg.model.methods[name] = values
     model = registry.build_model(cfg)
     tx, _ = make_optimizer(cfg.optim, 10, 100)
-    state = init_state(model, tx, init_key(0), (1, size, size, 3))
+    state = jax.jit(lambda k: init_state(model, tx, k, (1, size, size, 3)))(init_key(0))
     return cfg, model, tx, state
 
 
@@ -327,8 +327,9 @@ def test_the_loss_is_lam_ce_a_plus_one_minus_lam_ce_b_by_hand():
     mixed, _, draw = cutmix(transform_key, batch["image"], labels, num_classes=5)
     lam, perm = float(draw.lam), np.asarray(draw.permutation)
     assert 0 < lam < 1 and (perm != np.arange(6)).any()
-    out, _ = model.apply({"params": state.params, "batch_stats": state.batch_stats}, mixed,
-                         train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"])
+    out, _ = jax.jit(lambda v, x, k: model.apply(v, x, train=True, rngs={"dropout": k},
+                                                 mutable=["batch_stats"]))(
+        {"params": state.params, "batch_stats": state.batch_stats}, mixed, dropout_key)
     logp = _log_softmax(np.asarray(out["logits"], np.float64))
     y = np.asarray(labels)
     ce_a = -np.mean(logp[np.arange(6), y])

@@ -236,7 +236,7 @@ def test_the_train_step_is_the_cross_entropy_of_the_hidden_images():
     cfg = _tiny_cfg()
     model = registry.build_model(cfg)
     tx, _ = make_optimizer(cfg.optim, 10, 100)
-    state = init_state(model, tx, init_key(0), (1, 32, 32, 3))
+    state = jax.jit(lambda k: init_state(model, tx, k, (1, 32, 32, 3)))(init_key(0))
     batch = {"image": jax.random.normal(jax.random.key(0), (4, 32, 32, 3)),
              "label": jnp.array([0, 1, 2, 3])}
     step = jax.jit(make_train_step(model, tx, build_objective(cfg, steps_per_epoch=10)))
@@ -246,8 +246,11 @@ def test_the_train_step_is_the_cross_entropy_of_the_hidden_images():
     # cells with the first part; the loss is the plain cross-entropy on those images.
     transform_key, dropout_key = jax.random.split(jax.random.fold_in(jax.random.key(1), 0))
     hidden = hide_and_seek(transform_key, batch["image"], grid_size=4, drop_rate=0.5)
-    out, _ = model.apply({"params": state.params, "batch_stats": state.batch_stats}, hidden,
-                         train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"])
+    # Jitted (op by op each new shape compiles), as every forward below.
+    forward = jax.jit(lambda v, x, k: model.apply(v, x, train=True, rngs={"dropout": k},
+                                                  mutable=["batch_stats"]))
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    out, _ = forward(variables, hidden, dropout_key)
     logits = np.asarray(out["logits"], np.float64)
     log_softmax = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1,
                                   keepdims=True)) - logits.max(1, keepdims=True)
@@ -257,8 +260,7 @@ def test_the_train_step_is_the_cross_entropy_of_the_hidden_images():
     acc = np.mean(logits.argmax(1) == np.asarray(batch["label"]))
     assert float(m["accuracy"]) == pytest.approx(acc)
     # It differs from the loss without hiding.
-    plain, _ = model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                           batch["image"], train=True, mutable=["batch_stats"])
+    plain, _ = forward(variables, batch["image"], dropout_key)
     plain_ce = optax.softmax_cross_entropy_with_integer_labels(plain["logits"],
                                                                batch["label"]).mean()
     assert float(plain_ce) != pytest.approx(ce, rel=1e-4)

@@ -164,13 +164,14 @@ def test_transforms_get_the_class_count_and_the_accuracy_uses_the_original_label
     c.model.width, c.data.num_classes = 4, 6
     model = registry.build_model(c)
     tx, _ = make_optimizer(c.optim, 10, 100)
-    state = init_state(model, tx, init_key(0), (1, 16, 16, 3))
+    state = jax.jit(lambda k: init_state(model, tx, k, (1, 16, 16, 3)))(init_key(0))
     images = jax.random.normal(jax.random.key(0), (6, 16, 16, 3))
     # The logits do not depend on the labels: computed first, they give labels that the model
     # predicts (accuracy 1 against them) and whose shifted classes it does not (accuracy 0).
     _, dropout_key = jax.random.split(jax.random.fold_in(jax.random.key(1), 0))
-    out, _ = model.apply({"params": state.params, "batch_stats": state.batch_stats}, images,
-                         train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"])
+    out, _ = jax.jit(lambda v, x, k: model.apply(v, x, train=True, rngs={"dropout": k},
+                                                 mutable=["batch_stats"]))(
+        {"params": state.params, "batch_stats": state.batch_stats}, images, dropout_key)
     logits = np.asarray(out["logits"], np.float64)
     labels = logits.argmax(1)
     batch = {"image": images, "label": jnp.asarray(labels, jnp.int32)}

@@ -342,7 +342,7 @@ def test_the_step_adds_no_fusion_term_before_the_schedule_starts_it():
     cfg.model.methods.where_to_look.fusion_start_epochs = 1.0  # 10 steps per epoch below
     model = build_model(cfg)
     tx, _ = make_optimizer(cfg.optim, 10, 100)
-    state = init_state(model, tx, init_key(0), (1, 32, 32, 3))
+    state = jax.jit(lambda k: init_state(model, tx, k, (1, 32, 32, 3)))(init_key(0))
     step = jax.jit(make_train_step(model, tx, build_objective(cfg, steps_per_epoch=10)))
     batch = {"image": jax.random.normal(jax.random.key(0), (4, 32, 32, 3)),
              "label": jnp.array([0, 1, 2, 3])}
