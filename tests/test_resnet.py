@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from flax import traverse_util
 
-from backbone_testing import backbone_config
+from backbone_testing import backbone_config, torch_one_thread  # noqa: F401  (autouse fixture)
 from wsolax import registry
 from wsolax.methods.api import layer_method
 from wsolax.models import resnet

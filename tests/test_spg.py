@@ -19,6 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from backbone_testing import torch_one_thread  # noqa: F401  (autouse fixture)
 from wsolax import registry
 from wsolax.config import base_config, load_config
 from wsolax.methods.spg import (BENCHMARK_HPARAMS, BENCHMARK_STAGES, SPGHparams, class_attention,
