@@ -1,7 +1,9 @@
+import json
 import os
 import pathlib
 
 import pytest
+from filelock import FileLock
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -10,6 +12,31 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def _run_from_repo_root(monkeypatch):
     # Configs name repo-relative paths (configs/..., data/...), as on the command line.
     monkeypatch.chdir(ROOT)
+
+
+@pytest.fixture(scope="session")
+def once(tmp_path_factory, worker_id):
+    """`once(name, compute)`: compute()'s JSON result, computed once per test session for all the
+    xdist workers (the first to ask computes it holding a file lock; the others read the file).
+    For the worker processes that several tests read (one per instruction set, say): xdist hands
+    out tests one by one, so tests of one file can run on both workers at once, and its loadgroup
+    does not group under pytest 9.2 (xdist 3.8 renames `item._nodeid`, which pytest no longer
+    reads)."""
+    shared = None if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    results = {}
+
+    def get(name: str, compute):
+        if name not in results:
+            if shared is None:
+                results[name] = compute()
+            else:
+                path = shared / f"once_{name}.json"
+                with FileLock(f"{path}.lock"):
+                    if not path.exists():
+                        path.write_text(json.dumps(compute()))
+                results[name] = json.loads(path.read_text())
+        return results[name]
+    return get
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

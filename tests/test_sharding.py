@@ -8,7 +8,6 @@ zero depending on the instruction set and batch split. A float32 run checks what
 rounding (shardings, shapes, ranges).
 """
 
-import functools
 import json
 import os
 import pathlib
@@ -18,7 +17,6 @@ import sys
 import numpy as np
 import pytest
 from cpu_isa import ISAS
-from filelock import FileLock
 
 # slow: trains or starts JAX processes (pytest -m 'not slow' leaves these out)
 pytestmark = pytest.mark.slow
@@ -48,22 +46,10 @@ def _run(isa: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="session")
-def runs(tmp_path_factory, worker_id):
-    """isa -> the worker's results, run once per test session: under xdist the first worker to
-    ask runs it holding a file lock, the others read the file it wrote (xdist's loadgroup would
-    keep them on one worker, but pytest 9.2 ignores the group names xdist 3.8 writes)."""
-    if worker_id == "master":  # not under xdist
-        return functools.lru_cache(maxsize=None)(_run)
-    shared = tmp_path_factory.getbasetemp().parent  # this session's, common to its workers
-
-    def once(isa: str) -> dict:
-        path = shared / f"sharding_worker_{isa}.json"
-        with FileLock(f"{path}.lock"):
-            if not path.exists():
-                path.write_text(json.dumps(_run(isa)))
-        return json.loads(path.read_text())
-    return once
+@pytest.fixture
+def runs(once):
+    """isa -> the worker's results, one process per instruction set and test session."""
+    return lambda isa: once(f"sharding_worker_{isa}", lambda: _run(isa))
 
 
 @pytest.mark.parametrize("isa", ISAS)

@@ -24,8 +24,9 @@ deep gradients at batch 2 (ReLU and mask decisions flip), so only float64 is com
 Not a `numerics` test: the float64 roundings of AVX2 and AVX-512 (~1e-16) lie nine orders of
 magnitude below the tolerance, so CI's AVX2 rerun leaves out these float64 compilations, the
 rerun's costliest (122 of its 583 worker-seconds, measured on the 2-core EPYC).
-Cost: one worker per backbone (xdist runs the two side by side); most of it is compiling the
-float64 train steps, two per backbone (the forced drop rate is a compile-time constant).
+Cost: one worker process per backbone and test session (conftest's `once`: both branches' tests
+read it, on whichever xdist worker they run); most of it is compiling the float64 train steps, two
+per backbone (the forced drop rate is a compile-time constant).
 """
 
 from __future__ import annotations
@@ -46,29 +47,24 @@ ARCHS = ("resnet50", "vgg16")
 BRANCHES = ("drop", "importance")
 KINDS = {"resnet50": {"grad", "update", "param", "stats_update", "stats"},
          "vgg16": {"grad", "update", "param"}}
-_results: dict[str, dict] = {}  # "<arch>-<branch>" -> the worker's report
-_ran: set[str] = set()
 
 
 def _run(arch: str) -> dict:
     """Both branches of `arch`, in one worker process (imports and start-up paid once)."""
-    if arch not in _ran:
-        # XLA_FLAGS from outside (CI's --xla_cpu_max_isa=AVX2 rerun) still apply.
-        env = dict(os.environ, JAX_ENABLE_X64="1", JAX_PLATFORMS="cpu")
-        out = subprocess.run(
-            [sys.executable, str(ROOT / "tests" / "train_step_parity_worker.py"),
-             *(f"{arch}:{b}" for b in BRANCHES)],
-            env=env, capture_output=True, text=True, cwd=ROOT, timeout=1200)
-        assert out.returncode == 0, out.stderr[-6000:]
-        _results.update(json.loads(out.stdout.strip().splitlines()[-1]))
-        _ran.add(arch)
-    return _results
+    # XLA_FLAGS from outside still apply.
+    env = dict(os.environ, JAX_ENABLE_X64="1", JAX_PLATFORMS="cpu")
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "train_step_parity_worker.py"),
+         *(f"{arch}:{b}" for b in BRANCHES)],
+        env=env, capture_output=True, text=True, cwd=ROOT, timeout=1200)
+    assert out.returncode == 0, out.stderr[-6000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("branch", BRANCHES)
 @pytest.mark.parametrize("arch", ARCHS)
-def test_two_train_steps_equal_the_reference(arch, branch):
-    r = _run(arch)[f"{arch}-{branch}"]
+def test_two_train_steps_equal_the_reference(arch, branch, once):
+    r = once(f"train_step_parity_{arch}", lambda: _run(arch))[f"{arch}-{branch}"]
     assert r["param_dtypes"] == ["float64"]
     assert r["compared"] == r["reference_tensors"]  # nothing of the reference left out
     assert len(r["compared"]) == {"resnet50": 161 + 106, "vgg16": 30}[arch]
