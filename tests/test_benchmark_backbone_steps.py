@@ -24,7 +24,7 @@ from wsolax.config import base_config, load_config
 from wsolax.methods.spg import BENCHMARK_HPARAMS, BENCHMARK_STAGES
 from wsolax.training.objectives import build_objective
 from wsolax.training.optim import make_optimizer
-from wsolax.training.state import TrainState
+from wsolax.training.state import initial_state
 from wsolax.training.step import make_train_step
 
 pytestmark = pytest.mark.slow
@@ -91,10 +91,7 @@ def test_cutmix_and_has_train_a_step_on_each_backbone(architecture):
     model = registry.build_model(cfg)
     tx, _ = make_optimizer(cfg.optim, 10, 100)
     x = _images(64)
-    variables = numpy_variables(model, x)
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
-                       batch_stats=variables.get("batch_stats", {}),
-                       opt_state=jax.jit(tx.init)(variables["params"]))
+    state = jax.jit(lambda v: initial_state(v, tx))(numpy_variables(model, x))
     batch = {"image": jnp.asarray(x), "label": jnp.array([3, 150])}
     step = jax.jit(make_train_step(model, tx, build_objective(cfg, steps_per_epoch=10)))
     new_state, m = step(state, batch, jax.random.key(1))

@@ -57,7 +57,7 @@ from wsolax.models.wsol_model import init_key, init_variables  # noqa: E402
 from wsolax.registry import build_model  # noqa: E402
 from wsolax.training.objectives import build_objective  # noqa: E402
 from wsolax.training.optim import make_optimizer, param_groups  # noqa: E402
-from wsolax.training.state import TrainState  # noqa: E402
+from wsolax.training.state import initial_state  # noqa: E402
 from wsolax.training.step import make_train_step  # noqa: E402
 from wsolax.weights import convert_torch_state_dict  # noqa: E402
 from wsolax.weights.layouts import torch_name_for  # noqa: E402
@@ -196,10 +196,7 @@ def wsolax_steps(arch, cfg, sd, batches):
     assert not report.new_layers, report.new_layers
     tx, _ = make_optimizer(cfg.optim, steps_per_epoch=10, total_steps=100)
     tx = optax.chain(_capture_gradient(), tx)
-    params = jax.tree.map(jnp.asarray, variables["params"])
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                       batch_stats=jax.tree.map(jnp.asarray, variables.get("batch_stats", {})),
-                       opt_state=jax.jit(tx.init)(params))
+    state = jax.jit(lambda v: initial_state(v, tx))(variables)
     step = jax.jit(make_train_step(model, tx, build_objective(cfg)), compiler_options=COMPILE)
     out = []
     for x_nhwc, labels in batches:

@@ -21,9 +21,14 @@ class TrainState:
 
 
 def init_state(model, tx: optax.GradientTransformation, key: jax.Array, image_shape) -> TrainState:
-    variables = init_variables(model, key, image_shape)
+    return initial_state(init_variables(model, key, image_shape), tx)
+
+
+def initial_state(variables: dict, tx: optax.GradientTransformation) -> TrainState:
+    """Step 0 from given variables ({"params"[, "batch_stats"]}): a fresh optimizer state."""
     return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
-                      batch_stats=variables["batch_stats"], opt_state=tx.init(variables["params"]))
+                      batch_stats=variables.get("batch_stats", {}),
+                      opt_state=tx.init(variables["params"]))
 
 
 def model_variables(state: TrainState) -> dict:
