@@ -58,7 +58,8 @@ def _two_processes(tmp: Path, workdir: Path, steps: int, *extra: str) -> list[st
     return outs
 
 
-def _state(tmp: Path, workdir: Path):
+def _state(tmp: Path, workdir: Path, step: int | None = None):
+    """The train state of `workdir`'s checkpoint at `step` (the newest by default)."""
     cfg = load_config(CONFIG, tiny_overrides(tmp, **{"train.epochs": 10,
                                                      "data.synthetic.num_train": 64}))
     # The whole train state (optimizer included): resuming must continue bit for bit.
@@ -66,9 +67,26 @@ def _state(tmp: Path, workdir: Path):
     _, _, _, state, _, _ = build_training(cfg, 64, mesh)
     ckpt = Checkpointer(workdir / "checkpoints")
     try:
-        return ckpt.restore(state, model_stamp(cfg, state.params))
+        return ckpt.restore(state, model_stamp(cfg, state.params), step=step)
     finally:
         ckpt.close()
+
+
+REFERENCE_STEPS = 30
+
+
+@pytest.fixture
+def reference(once, tmp_path_factory) -> Path:
+    """The workdir of one uninterrupted process with two devices, trained REFERENCE_STEPS steps
+    with every checkpoint kept (one every 2 steps): what the two-process runs, stopped and resumed,
+    must equal at each step they reach. One run per test session, for every test that asks."""
+    def run() -> str:
+        tmp = tmp_path_factory.mktemp("reference")
+        subprocess.run(_argv(tmp, tmp / "run", REFERENCE_STEPS,
+                             f"--config.train.keep_checkpoints={REFERENCE_STEPS // 2}"),
+                       cwd=ROOT, env=_env(2), check=True, capture_output=True, timeout=240)
+        return str(tmp / "run")
+    return Path(once("multiprocess_reference", run))
 
 
 def _assert_same(a, b) -> None:
@@ -77,22 +95,16 @@ def _assert_same(a, b) -> None:
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def test_two_processes_train_and_resume_like_one_process_with_two_devices(tmp_path):
-    one, two = tmp_path / "one_process", tmp_path / "two_processes"
-    # Reference: one process, two devices, 6 steps then resumed to 10.
-    for steps, extra in ((6, ()), (10, ("--resume",))):
-        subprocess.run(_argv(tmp_path, one, steps, *extra), cwd=ROOT, env=_env(2), check=True,
-                       capture_output=True, timeout=240)
-        if steps == 6:
-            reference_6 = _state(tmp_path, one)
+def test_two_processes_train_and_resume_like_one_process_with_two_devices(tmp_path, reference):
+    two = tmp_path / "two_processes"
     outs = _two_processes(tmp_path, two, 6)
     assert all("trained 6 steps" in out for out in outs)
-    _assert_same(_state(tmp_path, two), reference_6)
+    _assert_same(_state(tmp_path, two), _state(tmp_path, reference, step=6))
     rows = [json.loads(line) for line in (two / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]  # written by process 0 only
     assert len(list((two / "tensorboard").iterdir())) == 1
     _two_processes(tmp_path, two, 10, "--resume")
-    _assert_same(_state(tmp_path, two), _state(tmp_path, one))
+    _assert_same(_state(tmp_path, two), _state(tmp_path, reference, step=10))
 
 
 def test_an_incomplete_process_setup_is_refused_naming_what_is_missing(tmp_path):
@@ -103,8 +115,9 @@ def test_an_incomplete_process_setup_is_refused_naming_what_is_missing(tmp_path)
     assert "needs all three of --coordinator" in out.stderr
 
 
-def test_a_killed_process_stops_the_other_with_a_clear_message_and_both_resume(tmp_path):
-    workdir, reference = tmp_path / "killed", tmp_path / "reference"
+def test_a_killed_process_stops_the_other_with_a_clear_message_and_both_resume(tmp_path,
+                                                                               reference):
+    workdir = tmp_path / "killed"
     # The dataset exists before the processes start (they would both generate it at once).
     cfg = load_config(CONFIG, tiny_overrides(tmp_path, **{"data.synthetic.num_train": 64}))
     datasets.dataset_roots(cfg.data)
@@ -139,10 +152,8 @@ def test_a_killed_process_stops_the_other_with_a_clear_message_and_both_resume(t
         assert procs[0].returncode == -6 and "Gloo" in err, (procs[0].returncode, err[-2000:])
     # Both restarted with --resume continue from the last complete checkpoint, bit-identically to
     # an uninterrupted one-process run with two devices.
-    _two_processes(tmp_path, workdir, 30, "--resume")
-    subprocess.run(_argv(tmp_path, reference, 30), cwd=ROOT, env=_env(2), check=True,
-                   capture_output=True, timeout=240)
-    _assert_same(_state(tmp_path, workdir), _state(tmp_path, reference))
+    _two_processes(tmp_path, workdir, REFERENCE_STEPS, "--resume")
+    _assert_same(_state(tmp_path, workdir), _state(tmp_path, reference, step=REFERENCE_STEPS))
 
 
 def test_two_processes_evaluate_to_the_last_digit_of_one(tmp_path):
