@@ -18,7 +18,7 @@ def _run_from_repo_root(monkeypatch):
 def once(tmp_path_factory, worker_id):
     """`once(name, compute)`: compute()'s JSON result, computed once per test session for all the
     xdist workers (the first to ask computes it holding a file lock; the others read the file).
-    For the worker processes that several tests read (one per instruction set, say): xdist hands
+    For the worker processes that several tests read (the sharding worker, say): xdist hands
     out tests one by one, so tests of one file can run on both workers at once, and its loadgroup
     does not group under pytest 9.2 (xdist 3.8 renames `item._nodeid`, which pytest no longer
     reads)."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from forced_devices import forced_devices_env
 from method_contract_configs import BATCH, IMAGE, contract_methods, tiny_method_config
 
 from wsolax import registry
@@ -151,13 +151,11 @@ def test_a_bfloat16_model_trains_a_step(name):
 
 def _sharded(*device_counts: int) -> list[dict]:
     """The worker's results for each device count, from one process with the most devices."""
-    flags = (f"{os.environ.get('XLA_FLAGS', '')} "
-             f"--xla_force_host_platform_device_count={max(device_counts)}")
-    env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
     out = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "method_sharding_worker.py"),
          *map(str, device_counts)],
-        env=env, capture_output=True, text=True, cwd=ROOT, timeout=900)
+        env=forced_devices_env(max(device_counts)), capture_output=True, text=True, cwd=ROOT,
+        timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads(out.stdout.strip().splitlines()[-1])
     return [results[str(n)] for n in device_counts]

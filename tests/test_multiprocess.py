@@ -4,7 +4,6 @@ stops the other with a clear message; two processes evaluate to the last digit o
 
 import json
 import re
-import os
 import shutil
 import socket
 import subprocess
@@ -16,6 +15,7 @@ import jax
 import numpy as np
 import pytest
 
+from forced_devices import forced_devices_env
 from test_end_to_end import CONFIG, tiny_overrides
 
 from wsolax import datasets, sharding
@@ -35,11 +35,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _env(devices: int) -> dict:
-    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
-    return dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
-
-
 def _argv(tmp: Path, workdir: Path, steps: int, *extra: str) -> list[str]:
     overrides = tiny_overrides(tmp, **{"workdir": str(workdir), "train.max_steps": steps,
                                        "train.epochs": 10, "data.synthetic.num_train": 64})
@@ -51,7 +46,7 @@ def _two_processes(tmp: Path, workdir: Path, steps: int, *extra: str) -> list[st
     procs = [subprocess.Popen(
         _argv(tmp, workdir, steps, "--multihost", "--coordinator", f"127.0.0.1:{port}",
               "--num-processes", "2", "--process-id", str(i), *extra),
-        cwd=ROOT, env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=ROOT, env=forced_devices_env(1), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for i in range(2)]
     outs = [p.communicate(timeout=240)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
@@ -84,7 +79,7 @@ def reference(once, tmp_path_factory) -> Path:
         tmp = tmp_path_factory.mktemp("reference")
         subprocess.run(_argv(tmp, tmp / "run", REFERENCE_STEPS,
                              f"--config.train.keep_checkpoints={REFERENCE_STEPS // 2}"),
-                       cwd=ROOT, env=_env(2), check=True, capture_output=True, timeout=240)
+                       cwd=ROOT, env=forced_devices_env(2), check=True, capture_output=True, timeout=240)
         return str(tmp / "run")
     return Path(once("multiprocess_reference", run))
 
@@ -109,7 +104,7 @@ def test_two_processes_train_and_resume_like_one_process_with_two_devices(tmp_pa
 
 def test_an_incomplete_process_setup_is_refused_naming_what_is_missing(tmp_path):
     out = subprocess.run(_argv(tmp_path, tmp_path / "run", 2, "--multihost", "--coordinator",
-                               "127.0.0.1:1"), cwd=ROOT, env=_env(1), capture_output=True,
+                               "127.0.0.1:1"), cwd=ROOT, env=forced_devices_env(1), capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 2
     assert "needs all three of --coordinator" in out.stderr
@@ -125,7 +120,7 @@ def test_a_killed_process_stops_the_other_with_a_clear_message_and_both_resume(t
     procs = [subprocess.Popen(
         _argv(tmp_path, workdir, 100_000, "--multihost", "--coordinator", f"127.0.0.1:{port}",
               "--num-processes", "2", "--process-id", str(i), "--heartbeat-timeout", "10"),
-        cwd=ROOT, env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, env=forced_devices_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(2)]
     metrics = workdir / "metrics.jsonl"
     deadline = time.monotonic() + 180
@@ -158,7 +153,7 @@ def test_a_killed_process_stops_the_other_with_a_clear_message_and_both_resume(t
 
 def test_two_processes_evaluate_to_the_last_digit_of_one(tmp_path):
     run = tmp_path / "run"
-    subprocess.run(_argv(tmp_path, run, 4), cwd=ROOT, env=_env(1), check=True,
+    subprocess.run(_argv(tmp_path, run, 4), cwd=ROOT, env=forced_devices_env(1), check=True,
                    capture_output=True, timeout=240)
     shutil.copytree(run, tmp_path / "run2")
     overrides = tiny_overrides(tmp_path, **{"train.epochs": 10, "data.synthetic.num_train": 64})
@@ -166,13 +161,13 @@ def test_two_processes_evaluate_to_the_last_digit_of_one(tmp_path):
     # The same per-device batches as the two processes: one process with two devices. (One
     # device with the whole batch is another float32 computation: on this tiny model it moved
     # one val image's box across IoU 0.5 at one threshold and so the chosen tau.)
-    subprocess.run(evaluate + [f"--workdir={run}"], cwd=ROOT, env=_env(2), check=True,
+    subprocess.run(evaluate + [f"--workdir={run}"], cwd=ROOT, env=forced_devices_env(2), check=True,
                    capture_output=True, timeout=240)
     port = _free_port()
     procs = [subprocess.Popen(evaluate + [f"--workdir={tmp_path / 'run2'}", "--multihost",
                                           "--coordinator", f"127.0.0.1:{port}", "--num-processes",
                                           "2", "--process-id", str(i)],
-                              cwd=ROOT, env=_env(1), stdout=subprocess.PIPE,
+                              cwd=ROOT, env=forced_devices_env(1), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for i in range(2)]
     outs = [p.communicate(timeout=240)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
@@ -207,7 +202,7 @@ def test_a_process_that_finishes_first_waits_for_the_others():
     # long enough, the CI of session 10 saw both exit 0), so the test checks what finish()
     # promises instead: the early process waits there for the late one, and both end cleanly.
     script = _FINISH_LATE.format(port=_free_port())
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(i)], cwd=ROOT, env=_env(1),
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(i)], cwd=ROOT, env=forced_devices_env(1),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]

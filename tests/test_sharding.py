@@ -13,13 +13,13 @@ train-step parity (tests/test_train_step_parity.py).
 """
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from forced_devices import forced_devices_env
 
 # slow: trains or starts JAX processes (pytest -m 'not slow' leaves these out)
 pytestmark = pytest.mark.slow
@@ -35,12 +35,9 @@ FLOAT32 = "8:cam:float32"
 
 
 def _run() -> dict:
-    # Append to XLA_FLAGS: flags given from outside (e.g. --xla_cpu_max_isa) still apply.
-    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8"
-    env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
     out = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "sharding_worker.py"), *SETTINGS, FLOAT32],
-        env=env, capture_output=True, text=True, cwd=ROOT)
+        env=forced_devices_env(8), capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
