@@ -84,6 +84,20 @@ def finish() -> None:
     _jax_distributed.global_state.client.wait_at_barrier("wsolax/finish", FINISH_TIMEOUT_MS)
 
 
+def missing_processes(live, num_processes: int, me: int) -> str | None:
+    """What the peer watcher reports for the coordination service's live nodes `live`, seen from
+    process `me`; None when all are live. When a peer dies inside a collective, this process's
+    collective fails too and the service may then count this process as stopped as well; it is the
+    one running this line, so the others are named."""
+    missing = sorted(set(range(num_processes)) - set(live))
+    if not missing:
+        return None
+    others = [p for p in missing if p != me]
+    if not others:
+        return f"the coordination service counts process {me} as stopped"
+    return f"process(es) {others} of {num_processes} stopped"
+
+
 def watch_peers(num_processes: int, interval: float = 1.0) -> threading.Thread:
     """A daemon thread that asks the coordination service which processes are alive and, as soon
     as one is missing, says so in one line and ends this process (exit code 3) instead of letting
@@ -98,10 +112,9 @@ def watch_peers(num_processes: int, interval: float = 1.0) -> threading.Thread:
             except Exception as e:  # noqa: BLE001 - the service itself is gone (process 0 died)
                 lost = f"the coordinator is unreachable ({' '.join(str(e).split())[:200]})"
             else:
-                missing = sorted(set(range(num_processes)) - set(live))
-                if not missing or _FINISHING.is_set():
+                lost = missing_processes(live, num_processes, me)
+                if lost is None or _FINISHING.is_set():
                     continue
-                lost = f"process(es) {missing} of {num_processes} stopped"
             if _FINISHING.is_set():
                 return
             print(f"error: {lost}; process {me} stops too. Checkpoints that finished are intact: "
