@@ -12,6 +12,12 @@ What a model learned beyond the part: its Top-1 on the same test images drawn wi
 out (the generator draws each image again with the part's pixels left in the body's texture, every
 other pixel identical; `top1_part_painted_out_%`), next to its Top-1 on the images as they are
 (`top1_with_part_%`, through the same code path). Chance is 100 / num_classes.
+
+Whether the maps depend on the input (`scoremap_distance_to_mean`): the mean absolute difference
+between each image's normalised score map and the split's mean map, averaged over pixels and
+images. 0 means every image gets the same map (a classifier that satisfies Where to Look's fusion
+loss with input-independent CAMs); objects placed anywhere give CAMs that follow them far from 0.
+`--split val` keeps a diagnostic off the test split.
 """
 
 from __future__ import annotations
@@ -78,7 +84,7 @@ def main() -> None:
     meta = datasets.load_split(cfg.data, args.split)
     parts = load_part_masks(cfg.data.root, args.split)  # (N, h, w) at the original size
     kernel = np.ones((5, 5), np.uint8)
-    part_cov, object_cov, peak_on_part, part_share = [], [], [], []
+    part_cov, object_cov, peak_on_part, part_share, all_maps = [], [], [], [], []
     batches = pipeline.eval_batches(meta, batch_size=cfg.eval.batch_size, crop_size=size,
                                     mean=cfg.data.mean, std=cfg.data.std)
     for batch in pipeline.iterate(batches, num_threads=cfg.data.num_threads):
@@ -90,6 +96,7 @@ def main() -> None:
             obj = load_mask(meta, meta.image_ids[index], size) == 1
             part = cv2.resize(parts[index].astype(np.uint8), size[::-1],
                               interpolation=cv2.INTER_NEAREST) > 0
+            all_maps.append(maps[j].astype(np.float32))
             hot = maps[j] >= args.level * maps[j].max()
             part_cov.append(hot[part].mean())
             object_cov.append(hot[obj].mean())
@@ -97,8 +104,11 @@ def main() -> None:
             y, x = np.unravel_index(np.argmax(maps[j]), maps[j].shape)
             peak_on_part.append(bool(cv2.dilate(part.astype(np.uint8), kernel)[y, x]))
     top1_with, top1_without = part_out_accuracy(cfg, model, variables, mesh, meta, args.split, size)
+    stacked = np.stack(all_maps)
+    distance = float(np.abs(stacked - stacked.mean(axis=0)).mean())
     report = {
         "split": args.split, "images": len(part_cov), "level": args.level,
+        "scoremap_distance_to_mean": round(distance, 4),
         "part_pixels_covered_%": round(100 * float(np.mean(part_cov)), 1),
         "object_pixels_covered_%": round(100 * float(np.mean(object_cov)), 1),
         "cam_peak_on_part_%": round(100 * float(np.mean(peak_on_part)), 1),

@@ -8,8 +8,12 @@ number here follows the CVPR'20 benchmark (Choe et al., "Evaluating WSOL Methods
 github.com/clovaai/wsolevaluation):
 
 * its main.py: SGD with Nesterov momentum, weight decay on every parameter, learning rate x0.1
-  every `--lr_decay_frequency` epochs, new layers at `--lr_classifier_ratio` times the rate, and
-  which layers are new: VGG's conv6 + fc, InceptionV3's new convs + fc, ResNet's layer4 + fc;
+  before every 1-based epoch that `--lr_decay_frequency` divides (`adjust_learning_rate(epoch + 1)`
+  runs before each epoch: `optim.decay_rule = "wsolevaluation"`), new layers at
+  `--lr_classifier_ratio` times the rate, and which layers are new: VGG's conv6 + fc, InceptionV3's
+  new convs + fc, ResNet's layer4 + fc;
+* its wsol/util.py `initialize_weights`: every nn.Linear from N(0, 0.01) with zero bias
+  (`model.classifier_init_std = 0.01`; the pretrained layers overwrite the rest);
 * its config.py defaults: lr 0.01, new-layer ratio 10, momentum 0.9, weight decay 1e-4, resize
   256 -> random crop 224 (evaluation at 224);
 * its README's example run (OpenImages, VGG16, CAM): batch 32 (config.py's default is 64),
@@ -75,6 +79,7 @@ def paper_config(name: str, dataset: str, backbone: str, inserts=(), methods=Non
         for method, hparams in methods.items():
             c.model.methods[method] = dict(hparams)
     c.model.init_from = f"weights/{backbone}_imagenet.safetensors"
+    c.model.classifier_init_std = 0.01  # the benchmark's wsol/util.py, every nn.Linear
 
     c.optim.lr = lr
     c.optim.momentum = 0.9
@@ -83,6 +88,7 @@ def paper_config(name: str, dataset: str, backbone: str, inserts=(), methods=Non
     c.optim.schedule = "step"
     c.optim.decay_epochs = decay_every
     c.optim.decay_factor = 0.1
+    c.optim.decay_rule = "wsolevaluation"  # its main.py: one epoch before "every"
     c.optim.warmup_epochs = 0.0
     c.optim.new_layer_lr_mult = 10.0
     if backbone.startswith(("resnet", "se_resnet")):

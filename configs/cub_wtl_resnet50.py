@@ -6,14 +6,14 @@ Paper: ImageNet-pretrained ResNet50, CAAM + SSAM after the last convolutional st
 from the plain path with CAAM/SSAM off. Expected (Table 1 / Table 6, CUB, ResNet50 Mixed): Top-1
 Loc 64.70, GT-known Loc 77.35, Top-1 Clas 77.28 (their ResNet50-CAM: 49.41 / 75.68).
 
-Not in the paper (wsolax's choices, README "Methods"): the aggregation conv, here 1x1 to 1024
-channels + ReLU (a 3x3 2048 -> 1024 conv on the 14x14 map costs ~7.4 GFLOPs per view, more than the
-whole ResNet50 forward: benchmarks/bench_method_overhead.py measured +289 % step flops with it),
-one conv + classifier per view, the X branch's classifier for the
-test CAM. No optimiser, learning rate, batch size or schedule is given: configs/_paper.py (the
-CVPR'20 fine-tuning protocol). The scale-invariant fusion loss can give large gradients while the
-CAMs are small; configs/synthetic_wtl.py (from scratch) clips the gradient norm at 5, which
-`--config.optim.clip_grad_norm=5` turns on here too.
+Not in the paper (wsolax's choices, docs/methods.md "Readings"): the aggregation conv's size, here
+1x1 to 1024 channels, with no activation as Eq. 9 writes (a 3x3 2048 -> 1024 conv on the 14x14
+map costs ~7.4 GFLOPs per view, more than the whole ResNet50 forward:
+benchmarks/bench_method_overhead.py measured +289 % step flops with it), one conv + classifier per
+view, the X branch's classifier for the test CAM. No optimiser, learning rate, batch size or schedule is given: configs/_paper.py (the
+CVPR'20 fine-tuning protocol). No gradient clipping: the paper gives none (the scale-invariant
+fusion loss can give large gradients while the CAMs are small; `--config.optim.clip_grad_norm=5`
+turns a clip on).
 """
 
 import _paper

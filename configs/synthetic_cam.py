@@ -10,6 +10,8 @@ Variants (comma-separated; the method configs built on this one accept them too)
              fine-tuned from the backbone pretrained on whole objects with the papers' protocol
   scratch    with finegrained: the same without the pretrained backbone
   runlocal   seconds-long smoke run
+  readings=v1  the earlier readings of the methods and the protocol, with which docs/benchmark.md's
+             tables were run (configs/_readings.py); default v2
   finetune   start the backbone from a CAM run's weights instead of from scratch, with new heads,
              the way the papers fine-tune ImageNet networks: 5 epochs, backbone lr 0.005, new
              layers x10. The weights come from `model.init_from`, by default the backbone of the
@@ -20,16 +22,22 @@ Variants (comma-separated; the method configs built on this one accept them too)
 """
 
 import _benchmark
+import _readings
 
 from wsolax.config import arg_suffix, base_config, parse_arg
 
 
-BASE_TOKENS = ("runlocal", "finetune", "finegrained", "scratch")
+BASE_TOKENS = ("runlocal", "finetune", "finegrained", "scratch", "readings")
 
 
 def base_variant(opts: dict[str, str]) -> str | None:
     """The tokens of `opts` that this config handles, for configs built on it."""
-    return ",".join(t for t in BASE_TOKENS if t in opts) or None
+    return ",".join(t + (f"={opts[t]}" if opts[t] else "") for t in BASE_TOKENS if t in opts) or None
+
+
+def readings(opts: dict[str, str]) -> str:
+    """`readings=v1`: the earlier readings (configs/_readings.py); default v2."""
+    return _readings.check(opts.get("readings") or "v2")
 
 
 def get_config(variant: str | None = None):
@@ -78,7 +86,9 @@ def get_config(variant: str | None = None):
     if "finegrained" in opts:
         if "finetune" in opts:
             raise ValueError("variants 'finegrained' and 'finetune' exclude each other")
-        _benchmark.apply(c, scratch="scratch" in opts)
+        _benchmark.apply(c, scratch="scratch" in opts, readings=readings(opts))
+    if readings(opts) == "v1":
+        _readings.layers_v1(c)
     if "runlocal" in opts:
         c.data.root = "data/synthetic_runlocal" + ("_finegrained" if "finegrained" in opts else "")
         c.data.synthetic.num_train = 128

@@ -5,12 +5,14 @@ The paper inserts DFM in ResNet50 after conv4_1 (first bottleneck of the conv4 s
 (last bottleneck of conv5, feeding the CAM head). The tiny backbone only has stage-level hooks, so
 conv4_x maps to stage3 (its hook is at the end of the stage, the only point inside that stage) and
 conv5_3 to the end of stage4. Hyperparameters: the paper's ResNet50 settings (alpha 0.85, beta 0.95,
-omega 0.15, delta 0.6, gamma 0.4, tau 0.7), written out so the run records them.
+omega 0.15, delta 0.6, gamma 0.4, tau 0.7), written out so the run records them; at evaluation
+F + F (`eval_output="residual"`), `readings=v1` the identity (configs/_readings.py).
 """
 
+import _readings
 import synthetic_cam
 
-from wsolax.config import arg_suffix
+from wsolax.config import arg_suffix, parse_arg
 
 
 def get_config(variant: str | None = None):
@@ -20,4 +22,6 @@ def get_config(variant: str | None = None):
     c.model.inserts = (("stage3", "dfm"), ("stage4", "dfm"))
     c.model.methods.dfm = {"alpha": 0.85, "beta": 0.95, "omega": 0.15, "delta": 0.6,
                            "gamma": 0.4, "tau": 0.7}
+    if synthetic_cam.readings(parse_arg(variant, synthetic_cam.BASE_TOKENS)) == "v1":
+        c.model.methods.dfm.update(_readings.DFM_V1)
     return c

@@ -1,4 +1,5 @@
-"""Contract tests for DFM: identity at eval, determinism, choice statistics, masks / neighbour
+"""Contract tests for DFM: F + F at eval (the identity under readings v1), train-vs-test scale,
+determinism, choice statistics, masks / neighbour
 spreading / fusion by hand and against a literal loop oracle, gradients, jit/vmap, dtype, config."""
 
 import jax
@@ -48,11 +49,33 @@ def _oracle(x, *, alpha, beta, omega, delta, gamma, use_position):
     return out
 
 
-def test_identity_at_eval_bit_exact():
+def test_eval_is_f_plus_f_and_the_identity_under_the_earlier_reading():
+    # Eq. 16 with the module's branch passing its input at test: F_out = F_in + F_in (exact in
+    # floating point: doubling only changes the exponent).
     x = _x()
-    assert dfm(None, x, train=False) is x
+    np.testing.assert_array_equal(np.asarray(dfm(None, x, train=False)), 2 * np.asarray(x))
     y = DFM().apply({}, x, train=False)
-    np.testing.assert_array_equal(np.asarray(y), np.asarray(x))
+    np.testing.assert_array_equal(np.asarray(y), 2 * np.asarray(x))
+    assert dfm(None, x, train=False, eval_output="identity") is x
+    z = DFM(eval_output="identity").apply({}, x, train=False)
+    np.testing.assert_array_equal(np.asarray(z), np.asarray(x))
+    with pytest.raises(ValueError, match="eval_output"):
+        dfm(None, x, train=False, eval_output="half")
+
+
+@pytest.mark.parametrize("eval_output,ratio", [("residual", (0.85, 1.15)),
+                                               ("identity", (1.7, 2.3))])
+def test_train_and_test_see_features_on_the_same_scale(eval_output, ratio):
+    """Non-negative features: every training cell is F (1 + M) with 0 <= M <= 1 + delta = 1.6
+    (C_ME) or 1 + omega + gamma = 1.55 (P_ME), between 0.5x and 1.3x the test output F + F; most
+    cells are kept (M = 1 + a small enhancement), so the mean lies within 15 % of the test
+    output. The earlier reading's test output F is half of that: about 2x below training."""
+    x = jax.nn.relu(_x(11, (8, 12, 12, 32))) / 4
+    train = jax.vmap(lambda k: dfm(k, x, **PAPER, tau=0.7))(
+        jax.vmap(jax.random.key)(jnp.arange(64)))
+    test = dfm(None, x, train=False, eval_output=eval_output)
+    got = float(jnp.mean(train)) / float(jnp.mean(test))
+    assert ratio[0] <= got <= ratio[1], got
 
 
 def test_defaults_are_the_paper_resnet50_settings_and_nothing_is_learned():
@@ -256,7 +279,8 @@ def test_dtype_preserved_bfloat16():
     assert y.dtype == jnp.bfloat16
     ref = dfm(jax.random.key(0), x.astype(jnp.float32), tau=1.0)
     np.testing.assert_allclose(np.asarray(y, np.float32), np.asarray(ref), rtol=1e-2)
-    assert dfm(None, x, train=False) is x
+    assert dfm(None, x, train=False).dtype == jnp.bfloat16
+    assert dfm(None, x, train=False, eval_output="identity") is x
 
 
 def test_module_draws_from_the_dropout_stream():
@@ -280,7 +304,7 @@ def test_registry_sees_exactly_the_hyperparameters():
     from wsolax.registry import method_hparams
 
     assert set(method_hparams("dfm")) == {"alpha", "beta", "omega", "delta", "gamma", "tau",
-                                          "per_sample"}
+                                          "per_sample", "eval_output"}
 
 
 @pytest.mark.parametrize("variant", [None, "runlocal"])
@@ -293,14 +317,17 @@ def test_config_loads(variant):
     assert dict(cfg.model.methods.dfm) == {"alpha": 0.85, "beta": 0.95, "omega": 0.15,
                                            "delta": 0.6, "gamma": 0.4, "tau": 0.7}
     assert cfg.workdir.startswith("runs/synthetic_dfm")
+    v1 = load_config(path.replace(f":{variant}", "") + f":{variant + ',' if variant else ''}"
+                     "readings=v1", [])
+    assert dict(v1.model.methods.dfm) == {**dict(cfg.model.methods.dfm), "eval_output": "identity"}
 
 
-def test_dfm_placed_by_config_is_identity_at_eval_and_active_in_training():
+def test_dfm_placed_by_config_under_v1_is_identity_at_eval_and_active_in_training():
     from wsolax.config import load_config
     from wsolax.registry import build_model
     from wsolax.models.wsol_model import init_key
 
-    cfg = load_config("configs/synthetic_dfm.py", ["--config.model.width=4"])
+    cfg = load_config("configs/synthetic_dfm.py:readings=v1", ["--config.model.width=4"])
     plain_cfg = load_config("configs/synthetic_cam.py", ["--config.model.width=4"])
     with_dfm, plain = build_model(cfg), build_model(plain_cfg)
     x = _x(8, (2, 32, 32, 3))

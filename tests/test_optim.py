@@ -21,6 +21,35 @@ def test_step_schedule_by_hand():
     assert float(s(45)) == pytest.approx(0.001)
 
 
+def _main_py_rates(lr, epochs, freq):
+    """wsolevaluation's main.py, transcribed: `for epoch in range(epochs):
+    adjust_learning_rate(epoch + 1); train()`, where adjust multiplies every group's lr by 0.1
+    `if epoch != 0 and epoch % lr_decay_frequency == 0`. The rate each epoch trains at."""
+    rates = []
+    for epoch in range(epochs):
+        e = epoch + 1
+        if e != 0 and e % freq == 0:
+            lr *= 0.1
+        rates.append(lr)
+    return rates
+
+
+@pytest.mark.parametrize("epochs,freq", [(10, 3), (50, 15), (6, 2), (4, 1)])
+def test_step_schedule_of_wsolevaluation_decays_as_its_main_py(epochs, freq):
+    spe = 7
+    s = make_schedule(_cfg(lr=0.01, schedule="step", decay_epochs=freq, decay_factor=0.1,
+                           decay_rule="wsolevaluation"), spe, epochs * spe)
+    want = _main_py_rates(0.01, epochs, freq)
+    for epoch, rate in enumerate(want):
+        for step in (epoch * spe, epoch * spe + spe - 1):
+            assert float(s(step)) == pytest.approx(rate, rel=1e-5), (epoch, step)
+    # "every" decays one epoch later: after epochs freq, 2 freq, ...
+    later = make_schedule(_cfg(lr=0.01, schedule="step", decay_epochs=freq, decay_factor=0.1),
+                          spe, epochs * spe)
+    for epoch in range(epochs):
+        assert float(later(epoch * spe)) == pytest.approx(0.01 * 0.1 ** (epoch // freq), rel=1e-5)
+
+
 def test_cosine_schedule_with_warmup_by_hand():
     s = make_schedule(_cfg(lr=0.2, schedule="cosine", warmup_epochs=1), 10, 110)
     assert float(s(0)) == pytest.approx(0.0)
@@ -36,6 +65,13 @@ def test_param_groups():
     labels = param_groups(params, ("head", "stage3_insert"))
     assert labels == {"backbone": {"w": "backbone"}, "head": {"classifier": {"kernel": "new"}},
                       "stage3_insert0": {"d": "new"}}
+    # `*` in a prefix matches any characters; everything else is a plain prefix.
+    params = {"backbone": {"stage2_insert1": {"k": 1}, "stage2": {"k": 2},
+                           "wsol_conv6": {"k": 3}, "my_insert": {"k": 4}}, "header": 5}
+    labels = param_groups(params, ("head", "backbone/wsol_", "backbone/*_insert"))
+    assert labels == {"backbone": {"stage2_insert1": {"k": "new"}, "stage2": {"k": "backbone"},
+                                   "wsol_conv6": {"k": "new"}, "my_insert": {"k": "new"}},
+                      "header": "new"}
 
 
 def test_new_layers_get_the_multiplier_and_sgd_matches_torch_rule():

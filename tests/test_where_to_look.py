@@ -118,35 +118,72 @@ def test_patch_sizes_scale_with_the_crop():
 
 # ---------------------------------------------------------------- CAAM
 
-def _caam_oracle(fx, fxt, dx, dxt):
-    """Eqs. 1-6 with C x N matrices, looped per batch element."""
+def _caam_oracle(fx, fxt, dx, dxt, softmax="summed_index"):
+    """Eqs. 1-6 with C x N matrices, looped per batch element. lambda^{ki} = Q[k, i] with
+    E = F_x F_x~^T (Eq. 1) and E^T (Eq. 5); "summed_index": each lambda^{ki} normalised over k, the
+    index Eq. 4 sums (DANet's x_ji = exp(A_i.A_j) / sum_i exp(A_i.A_j)); "row": Q a row softmax."""
     out_x, out_xt = np.empty_like(fx), np.empty_like(fxt)
     for b in range(fx.shape[0]):
         h, w, c = fx.shape[1:]
         a = fx[b].reshape(h * w, c).T.astype(np.float64)  # C x N
         t = fxt[b].reshape(h * w, c).T.astype(np.float64)
-        q_x = _softmax_rows(a @ t.T)                      # Eq. 1
-        q_xt = _softmax_rows(t @ a.T)                     # Eq. 5
+        weights = []
+        for energy in (a @ t.T, t @ a.T):                 # Eqs. 1 and 5
+            lam = np.empty((c, c))
+            for k in range(c):
+                for i in range(c):
+                    if softmax == "summed_index":
+                        lam[k, i] = np.exp(energy[k, i]) / sum(np.exp(energy[m, i])
+                                                               for m in range(c))
+                    else:
+                        lam[k, i] = np.exp(energy[k, i]) / sum(np.exp(energy[k, m])
+                                                               for m in range(c))
+            weights.append(lam)
         y_x = np.zeros_like(a)
         y_xt = np.zeros_like(t)
         for i in range(c):                                # Eqs. 4 and 6, literally
             for k in range(c):
-                y_x[i] += q_x[k, i] * t[k]
-                y_xt[i] += q_xt[k, i] * a[k]
+                y_x[i] += weights[0][k, i] * t[k]
+                y_xt[i] += weights[1][k, i] * a[k]
         out_x[b] = (a + dx * y_x).T.reshape(h, w, c)
         out_xt[b] = (t + dxt * y_xt).T.reshape(h, w, c)
     return out_x, out_xt
 
 
 @pytest.mark.numerics
-def test_caam_matches_the_papers_equations():
+@pytest.mark.parametrize("softmax", ["summed_index", "row"])
+def test_caam_matches_the_papers_equations(softmax):
     rng = np.random.default_rng(0)
     fx = rng.uniform(0, 1, (2, 3, 4, 5)).astype(np.float32)
     fxt = rng.uniform(0, 1, (2, 3, 4, 5)).astype(np.float32)
-    got = caam(jnp.asarray(fx), jnp.asarray(fxt), 0.7, -0.3)
-    want = _caam_oracle(fx, fxt, 0.7, -0.3)
+    got = caam(jnp.asarray(fx), jnp.asarray(fxt), 0.7, -0.3, softmax)
+    want = _caam_oracle(fx, fxt, 0.7, -0.3, softmax)
     for g, w in zip(got, want):
         np.testing.assert_allclose(np.asarray(g), w, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.numerics
+def test_caam_output_is_a_weighted_average_of_the_other_views_channels():
+    """By hand: when every channel of F_x is the same map u, E[k, i] = <u, F_x~[i]> does not depend
+    on k. Normalised over k (the default), every lambda^{ki} = 1/C, so Y_x[i] = mean_k F_x~[k] for
+    every i: a weighted average. The row reading's Q[k, i] = p_i = softmax_j <u, F_x~[j]> at i for
+    every k, so Y_x[i] = C p_i mean_k F_x~[k]: its weights sum to C p_i, not 1."""
+    rng = np.random.default_rng(3)
+    c = 6
+    u = rng.uniform(0, 1, (1, 3, 3, 1)).astype(np.float32)
+    fx = np.repeat(u, c, axis=-1)
+    fxt = rng.uniform(0, 1, (1, 3, 3, c)).astype(np.float32)
+    mean = fxt.mean(-1, keepdims=True)
+    # delta_x = 1, delta_x~ = 0: F^c_x - F_x = Y_x.
+    y, _ = caam(jnp.asarray(fx), jnp.asarray(fxt), 1.0, 0.0)
+    np.testing.assert_allclose(np.asarray(y) - fx, np.repeat(mean, c, -1), rtol=1e-5, atol=1e-6)
+    energy = np.einsum("n,nj->j", u.reshape(-1).astype(np.float64), fxt.reshape(-1, c))
+    p = np.exp(energy - energy.max()) / np.exp(energy - energy.max()).sum()
+    y_row, _ = caam(jnp.asarray(fx), jnp.asarray(fxt), 1.0, 0.0, "row")
+    np.testing.assert_allclose(np.asarray(y_row) - fx, c * p * mean, rtol=1e-4, atol=1e-6)
+    assert abs(c * p - 1).max() > 0.1  # the inputs tell the readings apart
+    with pytest.raises(ValueError, match="softmax"):
+        caam(jnp.asarray(fx), jnp.asarray(fxt), 1.0, 0.0, "column")
 
 
 @pytest.mark.numerics
@@ -205,26 +242,58 @@ def test_ssam_is_the_identity_at_initialisation_with_c_over_8_projections():
 
 # ---------------------------------------------------------------- the fusion loss
 
+def _attention_transfer_loss(a, b, reduction):
+    """szagoruyko/attention-transfer: at(x) = l2-normalised flattened map per sample, at_loss =
+    (at(x) - at(y)).pow(2).mean() -- here on the CAMs Eq. 14 compares; "sum" sums the positions
+    (and averages the batch) instead of averaging them."""
+    a = np.asarray(a, np.float64).reshape(len(a), -1)
+    b = np.asarray(b, np.float64).reshape(len(b), -1)
+    at_a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    at_b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    squared = (at_a - at_b) ** 2
+    return squared.mean() if reduction == "mean" else squared.sum(axis=1).mean()
+
+
 @pytest.mark.numerics
-def test_fusion_loss_is_zero_for_identical_or_rescaled_cams():
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_fusion_loss_is_zero_for_identical_or_rescaled_cams(reduction):
     a = jax.random.normal(jax.random.key(0), (3, 4, 4))
-    assert float(fusion_loss(a, a)) == pytest.approx(0.0, abs=1e-12)
-    assert float(fusion_loss(a, 2.5 * a)) == pytest.approx(0.0, abs=1e-10)
+    assert float(fusion_loss(a, a, reduction)) == pytest.approx(0.0, abs=1e-12)
+    assert float(fusion_loss(a, 2.5 * a, reduction)) == pytest.approx(0.0, abs=1e-10)
+
+
+@pytest.mark.numerics
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_fusion_loss_is_attention_transfers_formula(reduction):
+    a = jax.random.normal(jax.random.key(0), (3, 12, 12))
+    b = jax.random.normal(jax.random.key(1), (3, 12, 12))
+    assert float(fusion_loss(a, b, reduction)) == pytest.approx(
+        _attention_transfer_loss(a, b, reduction), rel=1e-5)
+    # The default is attention transfer's mean: 144x below the sum on 12x12 maps.
+    assert float(fusion_loss(a, b)) == pytest.approx(_attention_transfer_loss(a, b, "mean"),
+                                                     rel=1e-5)
+    with pytest.raises(ValueError, match="reduction"):
+        fusion_loss(a, b, "max")
 
 
 @pytest.mark.numerics
 def test_fusion_loss_value_and_gradient_on_a_hand_example():
-    # V_x = (3, 4) -> (.6, .8); V_x~ = (1, 0). Squared distance: .4^2 + .8^2 = 0.8.
-    # dL/dV_x = 2/|V_x| (I - v v^T)(v - u) with v = (.6, .8), u = (1, 0): v.(v - u) = 0.4,
-    # (v - u) - 0.4 v = (-.64, .48), times 2/5 = (-.256, .192).
+    # V_x = (3, 4) -> (.6, .8); V_x~ = (1, 0). Squared differences (.16, .64): sum 0.8, mean 0.4.
+    # d(sum)/dV_x = 2/|V_x| (I - v v^T)(v - u) with v = (.6, .8), u = (1, 0): v.(v - u) = 0.4,
+    # (v - u) - 0.4 v = (-.64, .48), times 2/5 = (-.256, .192); the mean halves it.
     a = jnp.array([[[3.0, 4.0]]])
     b = jnp.array([[[1.0, 0.0]]])
-    assert float(fusion_loss(a, b)) == pytest.approx(0.8, rel=1e-6)
-    grad = jax.grad(fusion_loss)(a, b)
+    assert float(fusion_loss(a, b, "sum")) == pytest.approx(0.8, rel=1e-6)
+    assert float(fusion_loss(a, b)) == pytest.approx(0.4, rel=1e-6)
+    grad = jax.grad(fusion_loss)(a, b, "sum")
     np.testing.assert_allclose(np.asarray(grad).ravel(), [-0.256, 0.192], rtol=1e-5)
+    grad = jax.grad(fusion_loss)(a, b)
+    np.testing.assert_allclose(np.asarray(grad).ravel(), [-0.128, 0.096], rtol=1e-5)
     # Averaged over the batch: a second, identical pair halves the loss.
-    assert float(fusion_loss(jnp.concatenate([a, b]), jnp.concatenate([b, b]))) == \
+    assert float(fusion_loss(jnp.concatenate([a, b]), jnp.concatenate([b, b]), "sum")) == \
         pytest.approx(0.4, rel=1e-6)
+    assert float(fusion_loss(jnp.concatenate([a, b]), jnp.concatenate([b, b]))) == \
+        pytest.approx(0.2, rel=1e-6)
 
 
 # ---------------------------------------------------------------- head, model and step
@@ -251,6 +320,30 @@ def test_init_creates_both_branches_and_eval_equals_the_training_path_at_init():
     other = WhereToLookHead(num_classes=5, test_branch="x_tilde")
     np.testing.assert_allclose(np.asarray(other.apply(variables, f)[0]),
                                np.asarray(pair["logits_tilde"]), rtol=1e-6)
+    # Eq. 9: F^t = conv(F^c + F^s), no activation; the CAM is W^T F^t / C by hand (heads.py),
+    # on a 1x1 aggregation conv (a matrix product) so the hand computation stays short.
+    head_1x1 = WhereToLookHead(num_classes=5, agg_kernel=1)
+    v1x1 = head_1x1.init(jax.random.key(1), f)
+    p1 = v1x1["params"]
+    agg = np.einsum("bhwc,cd->bhwd", 2 * np.asarray(f),
+                    np.asarray(p1["agg_x"]["conv"]["kernel"])[0, 0]) + \
+        np.asarray(p1["agg_x"]["conv"]["bias"])
+    assert (agg < 0).any()  # an activation would show
+    w = np.asarray(p1["classifier_x"]["kernel"])
+    want_cams = np.einsum("bhwd,dk->bhwk", agg, w)[..., [1, 3]] / agg.shape[-1]
+    want_cams = np.stack([want_cams[0, ..., 0], want_cams[1, ..., 1]])[..., None]
+    _, cams_1x1 = head_1x1.apply(v1x1, f, jnp.array([[1], [3]]))
+    np.testing.assert_allclose(np.asarray(cams_1x1), want_cams, rtol=1e-4, atol=1e-6)
+    relu_head = WhereToLookHead(num_classes=5, agg_kernel=1, agg_activation="relu")
+    _, cams_relu = relu_head.apply(v1x1, f, jnp.array([[1], [3]]))
+    want_relu = np.einsum("bhwd,dk->bhwk", np.maximum(agg, 0), w)[..., [1, 3]] / agg.shape[-1]
+    want_relu = np.stack([want_relu[0, ..., 0], want_relu[1, ..., 1]])[..., None]
+    np.testing.assert_allclose(np.asarray(cams_relu), want_relu, rtol=1e-4, atol=1e-6)
+    # eval_input="single": conv(F), the modules removed outright.
+    single = WhereToLookHead(num_classes=5, agg_kernel=1, eval_input="single")
+    half = head_1x1.apply(v1x1, 0.5 * f, jnp.array([[1], [3]]))[1]
+    np.testing.assert_allclose(np.asarray(single.apply(v1x1, f, jnp.array([[1], [3]]))[1]),
+                               np.asarray(half), rtol=1e-5, atol=1e-7)
     shared = WhereToLookHead(num_classes=5, share_classifier=True).init(jax.random.key(1), f)
     assert "classifier" in shared["params"] and "classifier_x" not in shared["params"]
 
@@ -323,6 +416,17 @@ def test_synthetic_and_paper_configs():
     wtl = _hparams(cfg)
     assert wtl.patch_sizes == (5, 9, 13, 16)
     assert wtl.fusion_weight == 50.0 and wtl.hide_prob == 0.5
+    assert (wtl.fusion_reduction, wtl.caam_softmax, wtl.agg_activation, wtl.eval_input) == \
+        ("mean", "summed_index", "none", "sum")
+    assert cfg.optim.clip_grad_norm == 0.0  # the paper gives no clipping
+    v1 = load_config("configs/synthetic_wtl.py:finegrained,readings=v1")
+    old = _hparams(v1)
+    assert (old.fusion_reduction, old.caam_softmax, old.agg_activation, old.eval_input) == \
+        ("sum", "row", "relu", "sum")
+    assert v1.optim.clip_grad_norm == 5.0 and v1.workdir.endswith("_finegrained_readingsv1")
+    assert (v1.optim.nesterov, v1.model.classifier_init_std) == (False, 0.0)
+    with pytest.raises(ValueError, match="readings"):
+        load_config("configs/synthetic_wtl.py:readings=v3")
     fixed = _hparams(load_config("configs/synthetic_wtl.py:runlocal,patch=9,nofusion,test=x_tilde"))
     assert fixed.patch_sizes == (9,) and fixed.fusion_weight == 0.0
     assert fixed.test_branch == "x_tilde"

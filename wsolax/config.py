@@ -104,6 +104,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.backbone = "tiny"
     c.model.width = 16
     c.model.head = "gap_linear"
+    # The CAM head's linear classifier: 0 keeps Flax's default (LeCun normal), > 0 draws its kernel
+    # from N(0, std^2) with zero bias, as wsolevaluation's wsol/util.py initialize_weights does for
+    # every nn.Linear (std 0.01).
+    c.model.classifier_init_std = 0.0
     c.model.dtype = "float32"  # compute dtype; params stay float32 (float64: both, needs x64)
     # ImageNet backbones: 28x28 instead of 14x14 maps at 224 px (VGG without pool4, ResNet with
     # layer3 stride 1), BatchNorm statistics frozen while fine-tuning, and converted weights
@@ -128,11 +132,17 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.warmup_epochs = 0.0
     c.optim.decay_epochs = 10  # step schedule: multiply by decay_factor every decay_epochs
     c.optim.decay_factor = 0.1
+    # 'every': after every decay_epochs epochs; 'wsolevaluation': one epoch earlier, as its main.py
+    # (before the 1-based epoch e with e % decay_epochs == 0), see wsolax/training/optim.py.
+    c.optim.decay_rule = "every"
     # Layers that are new on top of a (possibly pretrained) backbone learn faster (x10 in the papers).
     c.optim.new_layer_lr_mult = 10.0
-    # "backbone/wsol_": layers the WSOL variants add inside a backbone (VGG16-GAP's conv6,
-    # InceptionV3's head convs); inserted layers with parameters sit under backbone/<stage>_insert.
-    c.optim.new_layer_prefixes = ("head", "backbone/wsol_")
+    # The rule (docs/methods.md, "Which layers are new"): a parameter is new iff the pretrained
+    # backbone does not have it -- the head, the layers the WSOL variants add inside a backbone
+    # ("backbone/wsol_": VGG16-GAP's conv6, InceptionV3's head convs) and every layer inserted after
+    # a stage ("backbone/<stage>_insert<i>": SPG's taps, any method's inserted parameters). `*`
+    # matches any characters.
+    c.optim.new_layer_prefixes = ("head", "backbone/wsol_", "backbone/*_insert")
     c.optim.clip_grad_norm = 0.0  # > 0: clip the gradient's global norm first (0: off)
 
     c.train = ml_collections.ConfigDict()
@@ -326,6 +336,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     _require(m.dtype in ("float32", "bfloat16", "float64"), "model.dtype",
              "must be 'float32', 'bfloat16' or 'float64' (float64 needs JAX_ENABLE_X64=1)")
     _require(m.width >= 1, "model.width", "must be >= 1")
+    _require(m.classifier_init_std >= 0, "model.classifier_init_std", "must be >= 0 (0: Flax's)")
     for pair in m.inserts:
         _require(isinstance(pair, (tuple, list)) and len(pair) == 2, "model.inserts",
                  f"entries must be (stage, method) pairs, got {pair!r}")
@@ -336,6 +347,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
              f"must be 'cosine', 'step' or 'constant', got {o.schedule!r}")
     _require(o.decay_epochs > 0, "optim.decay_epochs", "must be > 0")
     _require(0 < o.decay_factor <= 1, "optim.decay_factor", "must be in (0, 1]")
+    _require(o.decay_rule in ("every", "wsolevaluation"), "optim.decay_rule",
+             f"must be 'every' or 'wsolevaluation', got {o.decay_rule!r}")
     _require(o.new_layer_lr_mult > 0, "optim.new_layer_lr_mult", "must be > 0")
     _require(o.warmup_epochs >= 0, "optim.warmup_epochs", "must be >= 0")
     _require(o.clip_grad_norm >= 0, "optim.clip_grad_norm", "must be >= 0 (0: off)")

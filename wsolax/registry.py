@@ -64,7 +64,8 @@ def register_method(method: Method) -> Method:
 
 @register(HEADS, PLAIN_HEAD)
 def _gap_linear(model_cfg, num_classes: int, dtype):
-    return GAPLinearHead(num_classes=num_classes, dtype=dtype)
+    return GAPLinearHead(num_classes=num_classes, dtype=dtype,
+                         classifier_init_std=model_cfg.classifier_init_std)
 
 
 def _lookup(table: dict, name: str, what: str):

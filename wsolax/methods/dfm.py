@@ -14,7 +14,7 @@ For an NHWC feature map F (one image: c x h x w in the paper's notation):
   (h x w) repeated over channels and the channel vectors (c) over positions (Eqs. 9-12), so each
   sum is an outer sum of shape (h, w, c);
 * output (Eqs. 15-16): F_Module = F * M with M = P_ME with probability tau, else C_ME;
-  F_out = F + F_Module, i.e. F * (1 + M).
+  F_out = F + F_Module, i.e. F * (1 + M); at evaluation F + F (see test time below).
 
 Readings of the paper where it is not explicit:
 
@@ -36,12 +36,19 @@ Readings of the paper where it is not explicit:
 * tau is the probability of choosing P_ME ("there is 70% probability to choose P_ME").
 * Nothing is learned ("no extra trainable parameters"); gradients flow through the tanh
   enhancement maps and the input, not through the (piecewise-constant) masks.
-* At evaluation DFM is the identity (returns x itself). The paper does not describe test time; its
-  output is defined only through a random choice, and it plugs the module in "as (Choe and Shim
-  2019)", whose ADL is switched off at test time. Note the residual makes training-time features
-  about twice as large as at test time; the paper applies no rescaling and neither do we.
-* The random choice is one per batch by default (`per_sample=False`), as ADL's reference code draws
-  it and as Eq. 15 writes one draw per forward pass; `per_sample=True` draws one per image.
+* Test time (`eval_output`): the paper does not describe it. Eq. 16's residual is part of the
+  network, and the module's branch is switched off the way ADL, which DFM plugs in like, is at
+  test: it passes its input unchanged (F_Module = F_in), so F_out = F_in + F_in = 2 F_in
+  (`eval_output="residual"`, default). Training outputs F (1 + M) with M about 1 on most cells
+  (C_M = 1 and P_M >= 1 off the masked ones, plus the enhancement terms), so the layers after DFM
+  -- BatchNorm statistics and the CAM head included -- see features on the same scale at test as
+  in training. `eval_output="identity"` returns F_in itself, the earlier wsolax reading, at about
+  half the training scale.
+* The random choice is one per forward pass, shared by the batch, by default (`per_sample=False`):
+  Eq. 15 writes one random() per module output, and DFM plugs in like ADL, whose authors' code
+  (junsukchoe/ADL `ops.py`: `tf.random_uniform([], ...)`) and the CVPR'20 benchmark's
+  (`wsol/method/adl.py`: `torch.rand([])`) draw one scalar per forward; `per_sample=True` draws
+  one per image.
 
 Defaults are the paper's ResNet50 settings (Sec. "Implementation"): alpha 0.85, beta 0.95,
 omega 0.15, delta 0.6, gamma 0.4, tau 0.7; the paper inserts DFM after conv4_1 and conv5_3.
@@ -95,12 +102,18 @@ def fusion_maps(x: jax.Array, *, alpha: float = 0.85, beta: float = 0.95, omega:
     return delta * p_e + c_m, gamma * c_e + p_m
 
 
+EVAL_OUTPUTS = ("residual", "identity")
+
+
 def dfm(key: jax.Array | None, x: jax.Array, *, alpha: float = 0.85, beta: float = 0.95,
         omega: float = 0.15, delta: float = 0.6, gamma: float = 0.4, tau: float = 0.7,
-        train: bool = True, per_sample: bool = False) -> jax.Array:
-    """Apply DFM to an NHWC feature map; returns an array of x's shape and dtype."""
+        train: bool = True, per_sample: bool = False, eval_output: str = "residual") -> jax.Array:
+    """Apply DFM to an NHWC feature map; returns an array of x's shape and dtype. At evaluation
+    (no key needed): x + x with `eval_output="residual"`, x itself with "identity"."""
+    if eval_output not in EVAL_OUTPUTS:
+        raise ValueError(f"eval_output must be one of {EVAL_OUTPUTS}, got {eval_output!r}")
     if not train:
-        return x
+        return x + x if eval_output == "residual" else x
     c_me, p_me = fusion_maps(x, alpha=alpha, beta=beta, omega=omega, delta=delta, gamma=gamma)
     shape = (x.shape[0], 1, 1, 1) if per_sample else ()
     use_position = jax.random.uniform(key, shape) < tau
@@ -118,15 +131,16 @@ class DFM(nn.Module):
     gamma: float = 0.4
     tau: float = 0.7
     per_sample: bool = False
+    eval_output: str = "residual"  # test: F + F (Eq. 16, the branch passing its input); "identity"
     dtype: jnp.dtype = jnp.float32  # for the inserted-layer interface; output keeps x's dtype
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         if not train:
-            return x
+            return dfm(None, x, train=False, eval_output=self.eval_output)
         return dfm(self.make_rng("dropout"), x, alpha=self.alpha, beta=self.beta,
                    omega=self.omega, delta=self.delta, gamma=self.gamma, tau=self.tau,
-                   train=True, per_sample=self.per_sample)
+                   train=True, per_sample=self.per_sample, eval_output=self.eval_output)
 
 
 # Selected by `config.model.inserts`; hyperparameters: the fields of DFM (model.methods.dfm).

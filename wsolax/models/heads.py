@@ -20,6 +20,7 @@ class GAPLinearHead(nn.Module):
     num_classes: int
     conv_features: int = 0
     dtype: jnp.dtype = jnp.float32
+    classifier_init_std: float = 0.0  # > 0: N(0, std^2) kernel, zero bias (wsolevaluation: 0.01)
 
     @nn.compact
     def __call__(self, features: jax.Array, cam_classes: jax.Array | None = None):
@@ -27,7 +28,9 @@ class GAPLinearHead(nn.Module):
         if self.conv_features:
             x = nn.relu(nn.Conv(self.conv_features, (3, 3), padding="SAME", dtype=self.dtype,
                                 name="conv")(x))
-        classifier = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")
+        init = ({"kernel_init": nn.initializers.normal(self.classifier_init_std),
+                 "bias_init": nn.initializers.zeros} if self.classifier_init_std > 0 else {})
+        classifier = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier", **init)
         return gap_classify(classifier, x, cam_classes)
 
 

@@ -3,6 +3,15 @@
 Parameters whose path starts with one of `optim.new_layer_prefixes` (the layers WSOL adds on top of
 an ImageNet backbone) learn `new_layer_lr_mult` times faster (x10 in the CVPR'20 benchmark's code,
 its `lr_classifier_ratio`; the method papers give no learning rates, see docs/paper_configs.md).
+A prefix may hold `*` (any characters, `/` included): "backbone/*_insert" is every layer inserted
+after a backbone stage. The rule the defaults write (docs/methods.md, "Which layers are new"): a
+parameter is new iff the pretrained backbone does not have it.
+
+Step decay (`optim.decay_rule`): "every" multiplies the rate by `decay_factor` after every
+`decay_epochs` epochs; "wsolevaluation" as that benchmark's main.py, which calls
+`adjust_learning_rate(epoch + 1)` before training each epoch and decays
+`if epoch != 0 and epoch % lr_decay_frequency == 0`: before the 1-based epoch e with
+e % decay_epochs == 0, i.e. after e - 1 epochs, one epoch earlier than "every".
 Weight decay is added to the gradient before momentum, matching torch.optim.SGD, which that code
 uses. `optim.clip_grad_norm` > 0 first rescales the whole gradient to
 at most that global norm (off by default; Where to Look's scale-invariant fusion loss needs it
@@ -10,6 +19,8 @@ when training from scratch, see configs/synthetic_wtl.py).
 """
 
 from __future__ import annotations
+
+import fnmatch
 
 import jax
 import jax.numpy as jnp
@@ -32,8 +43,14 @@ def _schedule(optim_cfg, steps_per_epoch, total_steps, scale):
     if optim_cfg.schedule == "cosine":
         main = optax.cosine_decay_schedule(base, max(total_steps - warmup, 1))
     elif optim_cfg.schedule == "step":
-        main = optax.exponential_decay(base, transition_steps=optim_cfg.decay_epochs * steps_per_epoch,
+        every = optim_cfg.decay_epochs * steps_per_epoch
+        main = optax.exponential_decay(base, transition_steps=every,
                                        decay_rate=optim_cfg.decay_factor, staircase=True)
+        if optim_cfg.decay_rule == "wsolevaluation":
+            # The same staircase, one epoch earlier (with decay_epochs = 1 main.py decays before
+            # every epoch, the first included, and so does this).
+            shifted = main
+            main = lambda count: shifted(count + steps_per_epoch)  # noqa: E731
     else:
         main = optax.constant_schedule(base)
     if warmup == 0:
@@ -43,10 +60,13 @@ def _schedule(optim_cfg, steps_per_epoch, total_steps, scale):
 
 
 def param_groups(params, prefixes: tuple[str, ...]):
-    """'new' for parameters under one of `prefixes` (slash-joined path), else 'backbone'."""
+    """'new' for parameters under one of `prefixes` (slash-joined path; `*` matches any
+    characters), else 'backbone'."""
+    patterns = tuple(p + "*" for p in prefixes)
+
     def label(path, _):
         name = "/".join(str(getattr(k, "key", k)) for k in path)
-        return "new" if any(name.startswith(p) for p in prefixes) else "backbone"
+        return "new" if any(fnmatch.fnmatchcase(name, p) for p in patterns) else "backbone"
     return jax.tree_util.tree_map_with_path(label, params)
 
 

@@ -4,16 +4,25 @@ Both act on NHWC feature maps of the two views (B, H, W, C), N = H*W positions, 
 attention in float32 (softmax over hundreds of dot products) before returning the input's dtype.
 
 CAAM (Sec. 3.3, Eqs. 1-6), channel attention across the pair. With F_x, F_x~ reshaped to C x N:
-  E = F_x F_x~^T (C x C);  Q_x = softmax(E) row-wise;  Y_x = Q_x^T F_x~;  F^c_x = F_x + delta_x Y_x
-  Q_x~ = softmax(E^T) row-wise (the paper's "transpose of Q_x": the energy is shared and transposed,
-  the softmax is taken again);  Y_x~ = Q_x~^T F_x;  F^c_x~ = F_x~ + delta_x~ Y_x~.
-Eqs. 2 and 4 are applied literally (Q^T, i.e. Y[i] = sum_k Q[k, i] F~[k]); the softmax is over the
-last index as in the channel attention of Fu et al. [11] that CAAM adapts. delta_x and delta_x~
-are separate learned scalars, initialised to 0 (so CAAM starts as the identity).
+  E = F_x F_x~^T (C x C);  Q_x = Softmax(E) (Eq. 1);  Y_x = Q_x^T F_x~ (Eq. 2);  F^c_x = F_x + delta_x Y_x,
+  i.e. (Eq. 4) F^c_x[i] = F_x[i] + delta_x sum_k lambda_x^{ki} F_x~[k] with lambda_x^{ki} = Q_x[k, i];
+  Q_x~ = Softmax(E^T) (Eq. 5: the energy is shared and transposed, the softmax taken again);
+  F^c_x~[i] = F_x~[i] + delta_x~ sum_k lambda_x~^{ki} F_x[k] (Eq. 6).
+Eq. 1 does not name the softmax's axis. Default (`softmax="summed_index"`): over k, the index that
+Eq. 4 sums, so each output channel's weights sum to 1 and F^c is "a weighted sum" of the other
+view's channels, as the text after Eq. 4 says. DANet (Fu et al. [11]), whose channel attention
+CAAM adapts, normalises the same way: its x_ji is a softmax over i and E_j sums x_ji A_i over i
+(its code: softmax over the last dim, then bmm(attention, value), which sums that dim).
+`softmax="row"` is the earlier wsolax reading: a softmax over each row of E, then Q^T, so the
+weights summed for a channel are a column of a row softmax (they add up to anything in (0, C)).
+delta_x and delta_x~ are separate learned scalars, initialised to 0 (so CAAM starts as the
+identity). DANet's code also subtracts the energy from its row maximum before the softmax; its
+paper and Eq. 1 do not, and neither does wsolax.
 
 SSAM (Sec. 3.4, Eq. 7), SAGAN-style spatial self-attention on each view: M, L (C/8 channels) and P
 (C channels) are 1x1 convolutions with bias; K = softmax(M^T L) row-wise (N x N); R = P K^T;
-F^s = F + alpha R with alpha a learned scalar initialised to 0.
+F^s = F + alpha R with alpha a learned scalar initialised to 0. Here the product R = P K^T sums
+K's last index, the one the softmax normalises, so there is no axis to choose.
 """
 
 from __future__ import annotations
@@ -25,15 +34,24 @@ import jax.numpy as jnp
 from wsolax.precision import widen
 
 
-def caam(f_x: jax.Array, f_x_tilde: jax.Array, delta_x, delta_x_tilde):
-    """(F^c_x, F^c_x~) for NHWC maps of the two views; the deltas are scalars."""
+CAAM_SOFTMAX = ("summed_index", "row")
+
+
+def caam(f_x: jax.Array, f_x_tilde: jax.Array, delta_x, delta_x_tilde,
+         softmax: str = "summed_index"):
+    """(F^c_x, F^c_x~) for NHWC maps of the two views; the deltas are scalars; `softmax` the axis
+    reading (module docstring)."""
+    if softmax not in CAAM_SOFTMAX:
+        raise ValueError(f"softmax must be one of {CAAM_SOFTMAX}, got {softmax!r}")
     dtype = f_x.dtype
     b, h, w, c = f_x.shape
     fx = widen(f_x.reshape(b, h * w, c))
     fxt = widen(f_x_tilde.reshape(b, h * w, c))
     energy = jnp.einsum("bni,bnj->bij", fx, fxt)  # E[i, j] = <F_x[i], F_x~[j]>
-    q_x = jax.nn.softmax(energy, axis=-1)
-    q_x_tilde = jax.nn.softmax(jnp.swapaxes(energy, 1, 2), axis=-1)
+    # lambda^{ki} = Q[k, i]; Eq. 4 sums over k, the first index.
+    axis = -2 if softmax == "summed_index" else -1
+    q_x = jax.nn.softmax(energy, axis=axis)
+    q_x_tilde = jax.nn.softmax(jnp.swapaxes(energy, 1, 2), axis=axis)
     y_x = jnp.einsum("bki,bnk->bni", q_x, fxt)  # Y_x[i] = sum_k Q_x[k, i] F_x~[k]
     y_x_tilde = jnp.einsum("bki,bnk->bni", q_x_tilde, fx)
     out_x = fx + jnp.asarray(delta_x, fx.dtype) * y_x
@@ -62,11 +80,13 @@ def ssam(f: jax.Array, query, key, value, alpha):
 class CAAM(nn.Module):
     """Learned deltas (init 0) around `caam`."""
 
+    softmax: str = "summed_index"
+
     @nn.compact
     def __call__(self, f_x: jax.Array, f_x_tilde: jax.Array):
         delta_x = self.param("delta_x", nn.initializers.zeros, ())
         delta_x_tilde = self.param("delta_x_tilde", nn.initializers.zeros, ())
-        return caam(f_x, f_x_tilde, delta_x, delta_x_tilde)
+        return caam(f_x, f_x_tilde, delta_x, delta_x_tilde, self.softmax)
 
 
 class SSAM(nn.Module):

@@ -1,21 +1,24 @@
 """The two-branch head of "Where to Look" (Babar & Das, WACV 2021, Sec. 3.3-3.6 and Fig. 2).
 
 Training (`pair`): backbone features of both views -> CAAM across the pair and SSAM on each view ->
-aggregation F^t = relu(conv(F^c + F^s)) per view -> GAP -> one classifier per view. Returns the
+aggregation F^t = conv(F^c + F^s) per view (Eq. 9) -> GAP -> one classifier per view. Returns the
 logits of both views and their CAMs (Eq. 13) of the requested classes, for the fusion loss.
 
 Evaluation (`__call__`, the model's plain path): one view, CAAM and SSAM switched off. The paper
-"deactivates CAAM and SSAM during testing" and does not say what replaces their outputs; wsolax
-reads it as dropping their attention terms, so F^c = F^s = F and F^t = relu(conv(2F)) of the test
-branch. That is exactly the training path at initialisation (delta = alpha = 0), so evaluation
-stays in the distribution the aggregation conv and classifier were trained on.
+"deactivates CAAM and SSAM during testing, similar to vanilla CAM" and does not say what replaces
+their outputs; wsolax reads it as dropping their attention terms, so F^c = F^s = F and
+F^t = conv(2F) of the test branch (`eval_input="sum"`). That is exactly the training path at
+initialisation (delta = alpha = 0), so the aggregation conv sees features on the scale it was
+trained on. `eval_input="single"` feeds conv(F), half that scale (the modules removed outright).
 
-Readings of what the paper leaves open (each a field here, documented in the README):
+Readings of what the paper leaves open (each a field here, listed in docs/methods.md):
 * test_branch: which classifier gives the test CAM; "x" (the hide view, default) or "x_tilde".
   Both were trained on half-hidden images and pulled together by the fusion loss.
-* The aggregation conv: kernel (3) and width (0 = the backbone's width) are not given; a 3x3 conv
-  with ReLU mirrors the extra conv that VGG16-GAP puts before its GAP for CAM (paper configs use
-  1024 channels, as that conv has).
+* The aggregation conv: Eq. 9 writes `conv(.)`, "a convolution layer", with no activation, so
+  there is none by default (`agg_activation="none"`; the conv keeps its bias, as a convolution
+  layer has). `"relu"` is the earlier wsolax reading, mirroring VGG16-GAP's extra conv + ReLU. Its
+  kernel (3) and width (0 = the backbone's width) are not given (paper configs use 1x1 to 1024
+  channels, as VGG16-GAP's conv has 1024).
 * One aggregation conv and one classifier per view (Algorithm 1 updates theta^x and theta^x~; Eq. 11
   writes one W for both, so `share_classifier=True` gives that reading).
 * SSAM: one module (own projections and alpha) per view, as Eqs. 7-8 give each view its alpha.
@@ -34,8 +37,12 @@ from wsolax.models.heads import gap_classify
 BRANCHES = ("x", "x_tilde")
 
 
+AGG_ACTIVATIONS = ("none", "relu")
+EVAL_INPUTS = ("sum", "single")
+
+
 class AggregationConv(nn.Module):
-    """relu(conv(x)) to `features` channels (0: as many as x has). Parameters `conv/{kernel,bias}`
+    """conv(x) (or relu(conv(x)) with `activation="relu"`) to `features` channels (0: as many as x has). Parameters `conv/{kernel,bias}`
     (HWIO kernel) whatever the kernel size. On the CPU a 1x1 kernel runs as a matrix product
     (`wsolax.models.conv`, as the backbones' 1x1 convs do): XLA:CPU lowers its filter gradient
     ~2.6x slower as a convolution (the paper config's 2048 -> 1024 aggregation, docs/speed.md)."""
@@ -43,13 +50,15 @@ class AggregationConv(nn.Module):
     features: int = 0
     kernel: int = 3
     dtype: jnp.dtype = jnp.float32
+    activation: str = "none"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         conv = nn.Conv(self.features or x.shape[-1], (self.kernel, self.kernel), padding="SAME",
                        dtype=self.dtype, name="conv",
                        conv_general_dilated=resolve("auto"))
-        return nn.relu(conv(x))
+        y = conv(x)
+        return nn.relu(y) if self.activation == "relu" else y
 
 
 class WhereToLookHead(nn.Module):
@@ -59,14 +68,24 @@ class WhereToLookHead(nn.Module):
     test_branch: str = "x"
     share_classifier: bool = False
     dtype: jnp.dtype = jnp.float32
+    caam_softmax: str = "summed_index"
+    agg_activation: str = "none"
+    eval_input: str = "sum"
 
     def setup(self):
         if self.test_branch not in BRANCHES:
             raise ValueError(f"test_branch must be one of {BRANCHES}, got {self.test_branch!r}")
-        self.caam = CAAM()
+        if self.agg_activation not in AGG_ACTIVATIONS:
+            raise ValueError(f"agg_activation must be one of {AGG_ACTIVATIONS}, "
+                             f"got {self.agg_activation!r}")
+        if self.eval_input not in EVAL_INPUTS:
+            raise ValueError(f"eval_input must be one of {EVAL_INPUTS}, got {self.eval_input!r}")
+        self.caam = CAAM(softmax=self.caam_softmax)
         self.ssam_x, self.ssam_x_tilde = SSAM(), SSAM()
-        self.agg_x = AggregationConv(self.agg_features, self.agg_kernel, self.dtype)
-        self.agg_x_tilde = AggregationConv(self.agg_features, self.agg_kernel, self.dtype)
+        agg = dict(features=self.agg_features, kernel=self.agg_kernel, dtype=self.dtype,
+                   activation=self.agg_activation)
+        self.agg_x = AggregationConv(**agg)
+        self.agg_x_tilde = AggregationConv(**agg)
         if self.share_classifier:
             self.classifier = nn.Dense(self.num_classes, dtype=self.dtype)
         else:
@@ -84,7 +103,8 @@ class WhereToLookHead(nn.Module):
     def __call__(self, features: jax.Array, cam_classes: jax.Array | None = None):
         if self.is_initializing():  # create both branches' parameters, not only the test path's
             self.pair(features, features, jnp.zeros((features.shape[0], 1), jnp.int32))
-        return self._classify(self.test_branch, features + features, cam_classes)
+        test_input = features + features if self.eval_input == "sum" else features
+        return self._classify(self.test_branch, test_input, cam_classes)
 
     def pair(self, f_x: jax.Array, f_x_tilde: jax.Array, cam_classes: jax.Array | None):
         """Training path on the features of both views (see the module docstring)."""

@@ -1,9 +1,14 @@
 """The attention-based fusion loss of "Where to Look" (Eqs. 14-15) and its weight's schedule.
 
-L_fuse = || V_x / ||V_x||_2 - V_x~ / ||V_x~||_2 ||^2, with V the vectorised CAM (Eq. 13) of the
-ground-truth class of each view's classifier; the squared difference is summed over positions (as
-in the attention transfer of Zagoruyko & Komodakis that the paper builds on) and averaged over the
-batch. Total (method.py): CE(x) + CE(x~) + beta * L_fuse, beta = 50 (Sec. 4.3).
+L_fuse = ( V_x / ||V_x||_2 - V_x~ / ||V_x~||_2 )^2, with V the vectorised CAM (Eq. 13) of the
+ground-truth class of each view's classifier. Eq. 14 writes the squared difference of two vectors
+and does not say how it is reduced to a number; the paper says the loss is "inspired from [43]",
+the attention transfer of Zagoruyko & Komodakis, whose code (szagoruyko/attention-transfer,
+`utils.py`: `at_loss(x, y) = (at(x) - at(y)).pow(2).mean()`, `at` the l2-normalised flattened map)
+takes the **mean over the batch and the positions**. That is the default here
+(`reduction="mean"`). `reduction="sum"` sums over the positions and averages over the batch, the
+earlier wsolax reading: H*W times the mean (144x on 12x12 maps, 196x on 14x14), so the same beta
+weighs that much more. Total (method.py): CE(x) + CE(x~) + beta * L_fuse, beta = 50 (Sec. 4.3).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import jax.numpy as jnp
 from wsolax.precision import widen
 
 NORM_EPS = 1e-12  # a CAM of all zeros stays zero instead of dividing by zero
+REDUCTIONS = ("mean", "sum")
 
 
 def l2_normalize(v: jax.Array) -> jax.Array:
@@ -21,12 +27,16 @@ def l2_normalize(v: jax.Array) -> jax.Array:
     return v / jnp.maximum(norm, NORM_EPS)
 
 
-def fusion_loss(cams_x: jax.Array, cams_x_tilde: jax.Array) -> jax.Array:
-    """Mean over the batch of the squared distance of the l2-normalised (B, h, w) CAMs."""
+def fusion_loss(cams_x: jax.Array, cams_x_tilde: jax.Array, reduction: str = "mean") -> jax.Array:
+    """Squared difference of the l2-normalised (B, h, w) CAMs, averaged over the batch and the
+    positions (`"mean"`) or summed over the positions and averaged over the batch (`"sum"`)."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     b = cams_x.shape[0]
     vx = l2_normalize(widen(cams_x.reshape(b, -1)))
     vxt = l2_normalize(widen(cams_x_tilde.reshape(b, -1)))
-    return jnp.mean(jnp.sum(jnp.square(vx - vxt), axis=-1))
+    squared = jnp.square(vx - vxt)
+    return jnp.mean(squared) if reduction == "mean" else jnp.mean(jnp.sum(squared, axis=-1))
 
 
 def fusion_weight_at(step, fusion_weight: float, start_step: int = 0, warmup_steps: int = 0):

@@ -15,8 +15,10 @@ import jax.numpy as jnp
 import optax
 
 from wsolax.methods.api import Method, require
-from wsolax.methods.where_to_look.head import BRANCHES, WhereToLookHead
-from wsolax.methods.where_to_look.loss import fusion_loss, fusion_weight_at
+from wsolax.methods.where_to_look.attention import CAAM_SOFTMAX
+from wsolax.methods.where_to_look.head import (
+    AGG_ACTIVATIONS, BRANCHES, EVAL_INPUTS, WhereToLookHead)
+from wsolax.methods.where_to_look.loss import REDUCTIONS, fusion_loss, fusion_weight_at
 from wsolax.methods.where_to_look.pair import complementary_pair
 
 NAME = "where_to_look"
@@ -26,7 +28,12 @@ NAME = "where_to_look"
 class WhereToLookHparams:
     """The pair (Hide-and-Seek grid; one patch size drawn per image per step from patch_sizes: the
     paper's "Mixed" at 224 px), the fusion-loss weight beta, the aggregation conv (0 features: the
-    backbone's width) and which branch's classifier gives the test CAM."""
+    backbone's width) and which branch's classifier gives the test CAM.
+
+    Readings where the paper is open (docs/methods.md, "Readings"; the second value of each is the
+    earlier wsolax reading, `readings="v1"` in the embedded benchmark's configs):
+    fusion_reduction "mean" | "sum", caam_softmax "summed_index" | "row", agg_activation
+    "none" | "relu", eval_input "sum" | "single"."""
 
     patch_sizes: tuple[int, ...] = (16, 32, 44, 56)
     hide_prob: float = 0.5
@@ -40,6 +47,10 @@ class WhereToLookHparams:
     agg_kernel: int = 3
     test_branch: str = "x"
     share_classifier: bool = False
+    fusion_reduction: str = "mean"  # attention transfer's at_loss: mean over batch and positions
+    caam_softmax: str = "summed_index"  # over k, the index Eq. 4 sums
+    agg_activation: str = "none"  # Eq. 9: conv(F^c + F^s), no activation
+    eval_input: str = "sum"  # test: conv(F + F), the training path with the attention terms off
 
     def __post_init__(self):
         sizes = tuple(self.patch_sizes)
@@ -54,12 +65,18 @@ class WhereToLookHparams:
         require(self.agg_kernel >= 1, NAME, "agg_kernel", "must be >= 1")
         require(self.test_branch in BRANCHES, NAME, "test_branch",
                 f"must be 'x' or 'x_tilde', got {self.test_branch!r}")
+        for field, allowed in (("fusion_reduction", REDUCTIONS), ("caam_softmax", CAAM_SOFTMAX),
+                               ("agg_activation", AGG_ACTIVATIONS), ("eval_input", EVAL_INPUTS)):
+            require(getattr(self, field) in allowed, NAME, field,
+                    f"must be one of {allowed}, got {getattr(self, field)!r}")
 
 
 def head(hp: WhereToLookHparams, num_classes: int, dtype):
     return WhereToLookHead(num_classes=num_classes, agg_features=hp.agg_features,
                            agg_kernel=hp.agg_kernel, test_branch=hp.test_branch,
-                           share_classifier=hp.share_classifier, dtype=dtype)
+                           share_classifier=hp.share_classifier, dtype=dtype,
+                           caam_softmax=hp.caam_softmax, agg_activation=hp.agg_activation,
+                           eval_input=hp.eval_input)
 
 
 def transform(key, batch: dict, hp: WhereToLookHparams, *, train: bool,
@@ -93,7 +110,7 @@ def loss(hp: WhereToLookHparams, steps_per_epoch: int):
         ce_x = optax.softmax_cross_entropy_with_integer_labels(out["logits"], labels).mean()
         ce_x_tilde = optax.softmax_cross_entropy_with_integer_labels(
             out["logits_tilde"], labels).mean()
-        fuse = fusion_loss(out["cams"][..., 0], out["cams_tilde"][..., 0])
+        fuse = fusion_loss(out["cams"][..., 0], out["cams_tilde"][..., 0], hp.fusion_reduction)
         beta = fusion_weight_at(step, hp.fusion_weight, start, warmup)
         metrics = {"loss_ce_x": ce_x, "loss_ce_x_tilde": ce_x_tilde, "loss_fusion": fuse,
                    "fusion_weight": beta,
