@@ -13,7 +13,9 @@ github.com/clovaai/wsolevaluation):
   `--lr_classifier_ratio` times the rate, and which layers are new: VGG's conv6 + fc, InceptionV3's
   new convs + fc, ResNet's layer4 + fc;
 * its wsol/util.py `initialize_weights`: every nn.Linear from N(0, 0.01) with zero bias
-  (`model.classifier_init_std = 0.01`; the pretrained layers overwrite the rest);
+  (`model.classifier_init_std = 0.01`), new convs Kaiming normal (fan-out) in VggCam and Xavier
+  uniform in InceptionCam (`model.new_conv_init = "wsolevaluation"`); the pretrained layers
+  overwrite the rest;
 * its config.py defaults: lr 0.01, new-layer ratio 10, momentum 0.9, weight decay 1e-4, resize
   256 -> random crop 224 (evaluation at 224);
 * its README's example run (OpenImages, VGG16, CAM): batch 32 (config.py's default is 64),
@@ -80,6 +82,7 @@ def paper_config(name: str, dataset: str, backbone: str, inserts=(), methods=Non
             c.model.methods[method] = dict(hparams)
     c.model.init_from = f"weights/{backbone}_imagenet.safetensors"
     c.model.classifier_init_std = 0.01  # the benchmark's wsol/util.py, every nn.Linear
+    c.model.new_conv_init = "wsolevaluation"  # the same function, on conv6 / the head convs
 
     c.optim.lr = lr
     c.optim.momentum = 0.9

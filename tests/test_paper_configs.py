@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from wsolax.config import load_config
@@ -64,3 +65,38 @@ def test_datasets_with_many_boxes_per_image_pad_to_more():
     assert load_config("configs/ilsvrc_adl_resnet50.py").data.max_boxes == 64
     assert load_config("configs/openimages_cam_resnet50.py").data.max_boxes == 64
     assert load_config("configs/cub_adl_resnet50.py").data.max_boxes == 4
+
+
+@pytest.mark.slow
+def test_new_layers_start_as_wsolevaluation_initialises_them():
+    """wsol/util.py initialize_weights, by hand: nn.Linear N(0, 0.01) with zero bias; VggCam's
+    convs 'he' (Kaiming normal, fan-out, gain sqrt(2): std sqrt(2 / (3*3*1024)) for conv6,
+    untruncated); InceptionCam's 'xavier' (uniform, limit sqrt(6 / (fan_in + fan_out)))."""
+    def params_of(name, size):
+        cfg = load_config(f"configs/{name}.py", ["--config.data.num_classes=50"])
+        model = build_model(cfg)
+        return jax.jit(lambda k: model.init({"params": k, "dropout": k},
+                                            jnp.zeros((1, size, size, 3)), train=False))(
+            init_key(0))["params"]
+
+    vgg = params_of("cub_adl_vgg16", 32)
+    fc = np.asarray(vgg["head"]["classifier"]["kernel"])
+    assert fc.std() == pytest.approx(0.01, rel=0.05) and abs(fc.mean()) < 1e-3
+    assert not np.asarray(vgg["head"]["classifier"]["bias"]).any()
+    conv6 = np.asarray(vgg["backbone"]["wsol_conv6"]["kernel"])
+    std = np.sqrt(2.0 / (3 * 3 * 1024))
+    assert conv6.std() == pytest.approx(std, rel=0.01)
+    assert np.abs(conv6).max() > 4.5 * std  # a plain normal, not one truncated at 2 std
+    cfg = load_config("configs/wsolevaluation.py:cub,cam,inception_v3",
+                      ["--config.data.num_classes=50"])
+    model = build_model(cfg)
+    inception = jax.jit(lambda k: model.init({"params": k, "dropout": k},
+                                             jnp.zeros((1, 75, 75, 3)), train=False))(
+        init_key(0))["params"]
+    for i in (1, 2):
+        kernel = np.asarray(inception["backbone"][f"wsol_head_conv{i}"]["kernel"])
+        limit = np.sqrt(6.0 / (9 * kernel.shape[2] + 9 * kernel.shape[3]))
+        assert np.abs(kernel).max() <= limit * (1 + 1e-6)  # float32 rounding of the bound
+        assert kernel.std() == pytest.approx(limit / np.sqrt(3), rel=0.01)
+    assert np.asarray(inception["head"]["classifier"]["kernel"]).std() == pytest.approx(
+        0.01, rel=0.05)

@@ -108,6 +108,10 @@ def base_config() -> ml_collections.ConfigDict:
     # from N(0, std^2) with zero bias, as wsolevaluation's wsol/util.py initialize_weights does for
     # every nn.Linear (std 0.01).
     c.model.classifier_init_std = 0.0
+    # The convs the WSOL variants add inside a backbone (VGG16-GAP's conv6, InceptionV3's two head
+    # convs): "flax" (LeCun normal) or "wsolevaluation" (its initialize_weights: Kaiming normal
+    # fan-out for VggCam, Xavier uniform for InceptionCam).
+    c.model.new_conv_init = "flax"
     c.model.dtype = "float32"  # compute dtype; params stay float32 (float64: both, needs x64)
     # ImageNet backbones: 28x28 instead of 14x14 maps at 224 px (VGG without pool4, ResNet with
     # layer3 stride 1), BatchNorm statistics frozen while fine-tuning, and converted weights
@@ -337,6 +341,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
              "must be 'float32', 'bfloat16' or 'float64' (float64 needs JAX_ENABLE_X64=1)")
     _require(m.width >= 1, "model.width", "must be >= 1")
     _require(m.classifier_init_std >= 0, "model.classifier_init_std", "must be >= 0 (0: Flax's)")
+    _require(m.new_conv_init in ("flax", "wsolevaluation"), "model.new_conv_init",
+             f"must be 'flax' or 'wsolevaluation', got {m.new_conv_init!r}")
     for pair in m.inserts:
         _require(isinstance(pair, (tuple, list)) and len(pair) == 2, "model.inserts",
                  f"entries must be (stage, method) pairs, got {pair!r}")

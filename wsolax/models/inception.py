@@ -124,6 +124,9 @@ class InceptionV3WSOL(nn.Module):
     head_features: int = 1024
     inserts: Inserts = ()
     dtype: jnp.dtype = jnp.float32
+    # The two new convs' kernels: "flax" (LeCun normal) or "wsolevaluation" (its InceptionCam's
+    # initialize_weights 'xavier': Xavier uniform); biases start at 0 either way.
+    new_conv_init: str = "flax"
     stages = STAGES
 
     @nn.compact
@@ -153,9 +156,11 @@ class InceptionV3WSOL(nn.Module):
             x = insert(self, self.inserts, name, x, train)
         if not self.head_features:
             return x
+        init = ({"kernel_init": nn.initializers.xavier_uniform()}
+                if self.new_conv_init == "wsolevaluation" else {})
         for i in (1, 2):
             x = nn.relu(nn.Conv(self.head_features, (3, 3), padding=pad(1), dtype=self.dtype,
-                                name=f"wsol_head_conv{i}")(x))
+                                name=f"wsol_head_conv{i}", **init)(x))
             x = insert(self, self.inserts, f"head_conv{i}", x, train)
         return x
 
@@ -167,7 +172,7 @@ def build_backbone(name: str, model_cfg, inserts: Inserts, dtype) -> nn.Module:
     return InceptionV3WSOL(large_feature_map=bool(model_cfg.large_feature_map),
                            bn_frozen=bool(model_cfg.bn_frozen), inserts=inserts,
                            head_features=0 if "acol" in model_cfg.methods or spg else 1024,
-                           dtype=dtype)
+                           dtype=dtype, new_conv_init=model_cfg.new_conv_init)
 
 
 def torch_name(path: tuple[str, ...]) -> str | None:

@@ -68,6 +68,9 @@ class VGG16GAP(nn.Module):
     spg_pool4: bool = False
     inserts: Inserts = ()
     dtype: jnp.dtype = jnp.float32
+    # conv6's kernel: "flax" (LeCun normal) or "wsolevaluation" (its VggCam's initialize_weights
+    # 'he': Kaiming normal, fan_out, ReLU gain); biases start at 0 either way.
+    new_conv_init: str = "flax"
     stages = STAGES
 
     @nn.compact
@@ -91,8 +94,11 @@ class VGG16GAP(nn.Module):
             return avg_pool(max_pool(x, 3, 1, padding=1), 3, 1, 1)
         if not self.conv6_features:
             return x
+        init = ({"kernel_init": nn.initializers.variance_scaling(2.0, "fan_out",
+                                                                 "normal")}
+                if self.new_conv_init == "wsolevaluation" else {})
         x = nn.relu(nn.Conv(self.conv6_features, (3, 3), padding=pad(1), dtype=self.dtype,
-                            name="wsol_conv6")(x))
+                            name="wsol_conv6", **init)(x))
         return insert(self, self.inserts, "conv6", x, train)
 
 
@@ -102,7 +108,8 @@ def build_backbone(name: str, model_cfg, inserts: Inserts, dtype) -> nn.Module:
     spg = any(method == "spg" for _, method in model_cfg.inserts)
     return VGG16GAP(large_feature_map=bool(model_cfg.large_feature_map), inserts=inserts,
                     acol_pooling="acol" in model_cfg.methods, spg_pool4=spg,
-                    conv6_features=0 if spg else 1024, dtype=dtype)
+                    conv6_features=0 if spg else 1024, dtype=dtype,
+                    new_conv_init=model_cfg.new_conv_init)
 
 
 def torch_name(path: tuple[str, ...]) -> str | None:
