@@ -21,10 +21,10 @@ from wsolax.methods.where_to_look.head import AggregationConv
 from wsolax.methods.where_to_look.loss import fusion_loss
 
 
-def _conv_reference(x, kernel, bias):
+def _conv_reference(x, kernel, bias, activation):
     y = lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
-                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return jax.nn.relu(y + bias)
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
+    return jax.nn.relu(y) if activation == "relu" else y
 
 
 class _PlainConv(nn.Module):
@@ -32,42 +32,50 @@ class _PlainConv(nn.Module):
 
     features: int
     kernel: int
+    activation: str
 
     @nn.compact
     def __call__(self, x):
-        return nn.relu(nn.Conv(self.features, (self.kernel, self.kernel), padding="SAME",
-                               name="conv")(x))
+        y = nn.Conv(self.features, (self.kernel, self.kernel), padding="SAME", name="conv")(x)
+        return nn.relu(y) if self.activation == "relu" else y
 
 
+ACTIVATIONS = ["none", "relu"]  # Eq. 9 (the default) and the earlier reading
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("kernel", [1, 3])
-def test_aggregation_conv_has_nn_convs_parameters_and_values(kernel):
+def test_aggregation_conv_has_nn_convs_parameters_and_values(kernel, activation):
     x = jax.random.normal(jax.random.key(0), (2, 5, 6, 7))
-    mine = AggregationConv(4, kernel).init(jax.random.key(1), x)
-    plain = _PlainConv(4, kernel).init(jax.random.key(1), x)
+    module = AggregationConv(4, kernel, activation=activation)
+    mine = module.init(jax.random.key(1), x)
+    plain = _PlainConv(4, kernel, activation).init(jax.random.key(1), x)
     assert jax.tree.structure(mine) == jax.tree.structure(plain)
     for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(plain)):
         assert a.shape == b.shape and a.dtype == b.dtype
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    np.testing.assert_allclose(np.asarray(AggregationConv(4, kernel).apply(mine, x)),
-                               np.asarray(_PlainConv(4, kernel).apply(plain, x)),
+    got = np.asarray(module.apply(mine, x))
+    np.testing.assert_allclose(got, np.asarray(_PlainConv(4, kernel, activation).apply(plain, x)),
                                rtol=1e-5, atol=1e-6)
+    assert (got < 0).any() == (activation == "none")
 
 
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("kernel", [1, 3])
-def test_aggregation_conv_and_its_gradients_equal_the_convolution_in_float64(kernel):
+def test_aggregation_conv_and_its_gradients_equal_the_convolution_in_float64(kernel, activation):
     with jax.enable_x64(True):
         rng = np.random.default_rng(0)
         x = jnp.asarray(rng.normal(size=(2, 5, 6, 7)))
         k = jnp.asarray(rng.normal(size=(kernel, kernel, 7, 4)))
         b = jnp.asarray(rng.normal(size=4) * 0.5)  # some outputs on both sides of the ReLU
         ct = jnp.asarray(rng.normal(size=(2, 5, 6, 4)))
-        module = AggregationConv(4, kernel, jnp.float64)
+        module = AggregationConv(4, kernel, jnp.float64, activation=activation)
 
         def mine(x, k, b):
             return jnp.sum(module.apply({"params": {"conv": {"kernel": k, "bias": b}}}, x) * ct)
 
         def reference(x, k, b):
-            return jnp.sum(_conv_reference(x, k, b) * ct)
+            return jnp.sum(_conv_reference(x, k, b, activation) * ct)
 
         got = jax.value_and_grad(mine, argnums=(0, 1, 2))(x, k, b)
         want = jax.value_and_grad(reference, argnums=(0, 1, 2))(x, k, b)

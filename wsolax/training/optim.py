@@ -13,9 +13,9 @@ Step decay (`optim.decay_rule`): "every" multiplies the rate by `decay_factor` a
 `if epoch != 0 and epoch % lr_decay_frequency == 0`: before the 1-based epoch e with
 e % decay_epochs == 0, i.e. after e - 1 epochs, one epoch earlier than "every".
 Weight decay is added to the gradient before momentum, matching torch.optim.SGD, which that code
-uses. `optim.clip_grad_norm` > 0 first rescales the whole gradient to
-at most that global norm (off by default; Where to Look's scale-invariant fusion loss needs it
-when training from scratch, see configs/synthetic_wtl.py).
+uses. `optim.clip_grad_norm` > 0 first rescales the whole gradient to at most that global norm
+(off by default: no method paper clips; `readings=v1` clipped Where to Look at 5, see
+configs/_readings.py and docs/methods.md's reading W2).
 """
 
 from __future__ import annotations
