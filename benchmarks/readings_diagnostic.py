@@ -37,6 +37,9 @@ RUNS = {  # name -> (config, extra overrides)
     "dfm_v1": ("configs/synthetic_dfm.py:finegrained,readings=v1", []),
 }
 VAL_ONLY = ['--config.eval.splits=("val",)', "--config.eval.threshold_split=val"]
+# Train on through a divergence and evaluate what it left (what the earlier benchmark's runs did),
+# logging every step so the first non-finite step is exact; neither changes what is trained.
+TRAIN_ON = ["--config.train.stop_on_nonfinite=False", "--config.train.log_every_steps=1"]
 
 
 def run(cmd: list[str]) -> str:
@@ -71,7 +74,7 @@ def main() -> None:
             subprocess.run(["rm", "-rf", str(workdir)], check=True)
             run([sys.executable, "train.py", "--config", config, f"--config.seed={args.seed}",
                  f"--config.workdir={workdir}", "--config.train.progress_bar=False", *VAL_ONLY,
-                 *common])
+                 *TRAIN_ON, *common])
         val = json.loads((workdir / "eval" / "metrics.json").read_text())["splits"]["val"]
         coverage = json.loads(run([sys.executable, "benchmarks/synthetic_cam_coverage.py",
                                    "--config", config, "--workdir", str(workdir), "--split", "val",

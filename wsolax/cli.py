@@ -23,12 +23,17 @@ def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def guarded(run) -> int:
-    """Run `run()`; user-facing errors (config, data, checkpoint) become one line and exit code 2."""
+    """Run `run()`; user-facing errors (config, data, checkpoint) become one line and exit code 2;
+    a run stopped at a non-finite loss (`train.stop_on_nonfinite`) one line and exit code 3."""
     from wsolax.data.metadata import DatasetError
     from wsolax.checkpoint import CheckpointError
+    from wsolax.training.nonfinite import NonFiniteLoss
 
     try:
         run()
+    except NonFiniteLoss as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
     except (ConfigError, DatasetError, CheckpointError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

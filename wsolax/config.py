@@ -158,6 +158,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.val_every_epochs = 0.0  # 0: no validation during training; else every N epochs
     c.train.max_steps = 0  # 0: epochs decide; >0 stops early (smoke runs, tests)
     c.train.progress_bar = True
+    # Stop at the first step whose loss, a loss term or the gradient norm is not finite (checked
+    # once per logging interval and before each checkpoint; wsolax/training/nonfinite.py), keeping
+    # the last checkpoint of finite steps; False trains on (for debugging a divergence).
+    c.train.stop_on_nonfinite = True
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 100

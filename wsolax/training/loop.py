@@ -18,6 +18,7 @@ from wsolax.localization.cams import make_cam_extractor
 from wsolax.localization.run import score_split
 from wsolax.models.wsol_model import init_key
 from wsolax.registry import build_model, selected_methods
+from wsolax.training.nonfinite import NonFiniteLoss, first_nonfinite
 from wsolax.training.objectives import build_objective
 from wsolax.training.optim import make_optimizer
 from wsolax.training.state import TrainState, init_state, model_variables
@@ -120,6 +121,17 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path | None = None, res
     validate = make_validator(cfg, model, mesh) if val_every else None
     images_per_second = 0.0
     window, window_start, window_steps = [], time.perf_counter(), 0
+    last_saved = ckpt.latest_step()
+
+    def stop_if_nonfinite(done: int) -> None:
+        """Before logging or saving: raise at the window's first non-finite step."""
+        if not cfg.train.stop_on_nonfinite:
+            return
+        found = first_nonfinite(window, done - len(window) + 1)
+        if found is not None:
+            ckpt.wait()
+            raise NonFiniteLoss(*found, last_checkpoint=last_saved)
+
     try:
         iterator = pipeline.iterate(batches, start_step=start, num_threads=cfg.data.num_threads)
         for step in range(start, end):
@@ -129,6 +141,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path | None = None, res
             window.append(metrics)
             window_steps += 1
             done = step + 1
+            checkpoint_now = done % cfg.train.checkpoint_every_steps == 0 or done == end
+            if done % cfg.train.log_every_steps == 0 or checkpoint_now:
+                stop_if_nonfinite(done)
             if done % cfg.train.log_every_steps == 0 or done == end:
                 means = {k: float(np.mean([jax.device_get(m[k]) for m in window])) for k in window[0]}
                 elapsed = time.perf_counter() - window_start
@@ -140,11 +155,13 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path | None = None, res
                                 img_s=f"{images_per_second:.0f}")
                 window, window_start, window_steps = [], time.perf_counter(), 0
             bar.update(1)
-            if done % cfg.train.checkpoint_every_steps == 0:
+            if checkpoint_now:
                 ckpt.save(state, stamp)
+                last_saved = done
             if val_every and (done % val_every == 0 or done == end):
                 writer.write(done, validate(state), prefix="val")
-        ckpt.save(state, stamp)
+        if last_saved != end:
+            ckpt.save(state, stamp)
         ckpt.wait()
     finally:
         bar.close()
