@@ -191,7 +191,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ml_collectio
     file = Path(path.rsplit(":", 1)[0] if ":" in Path(path).name else path)
     if not file.is_file():
         raise ConfigError(f"config file not found: {file}")
-    known = _flatten(base_config())
+    known = flatten(base_config())
     overrides = [_checked_override(item, known) for item in overrides]
     argv = ["wsolax", f"--config={path}", *overrides]
     flag_values = flags.FlagValues()
@@ -267,12 +267,13 @@ def _flag_error_message(error: flags.Error) -> str:
     return f"config key '{key}': {text}"
 
 
-def _flatten(cfg: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
+def flatten(cfg: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
+    """{dotted key: value} of every leaf (free-form sections such as model.methods stay whole)."""
     out = {}
     for key, value in cfg.items():
         name = f"{prefix}{key}"
         if isinstance(value, ml_collections.ConfigDict) and not name.startswith(FREE_FORM):
-            out.update(_flatten(value, name + "."))
+            out.update(flatten(value, name + "."))
         else:
             out[name] = value
     return out
@@ -295,8 +296,8 @@ def _unknown_key_error(key: str, known: Sequence[str]) -> ConfigError:
 def check_known_keys(cfg: ml_collections.ConfigDict, known: dict[str, Any] | None = None) -> None:
     """Reject keys that base_config() (flattened: `known`) does not define (method
     hyperparameters are free-form)."""
-    known = _flatten(base_config()) if known is None else known
-    for key in _flatten(cfg):
+    known = flatten(base_config()) if known is None else known
+    for key in flatten(cfg):
         if key not in known and not key.startswith(FREE_FORM):
             raise _unknown_key_error(key, list(known))
 
