@@ -14,7 +14,9 @@ Runs (each `train.py --config configs/synthetic_<m>.py:finegrained...`, skipped 
 Reported per run: whether training stayed finite (the first step whose loss is not), val Top-1,
 MaxBoxAccV2 and PxAP (τ chosen on val), and from benchmarks/synthetic_cam_coverage.py on val:
 the CAM peak on the part and `scoremap_distance_to_mean` (0: every image gets the same map).
-Writes <out>/diagnostic.json and prints a markdown table.
+Writes <out>/diagnostic.json and prints a markdown table. Then, for DFM's two runs, the val
+Top-1 of each trained checkpoint under both test readings (F + F and the identity: reading D2),
+the same weights, so what the test reading changes is seen apart from training.
 """
 
 from __future__ import annotations
@@ -47,6 +49,40 @@ def run(cmd: list[str]) -> str:
     if proc.returncode:
         sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
     return proc.stdout
+
+
+def dfm_eval_readings(out: Path, name: str, config: str, data: Path) -> dict:
+    """Val Top-1 of the run's checkpoint with DFM's test output F + F and the identity."""
+    import jax  # noqa: PLC0415 (only this part needs JAX in this process)
+    import numpy as np  # noqa: PLC0415
+
+    from wsolax import datasets, sharding  # noqa: PLC0415
+    from wsolax.checkpoint import restore_model  # noqa: PLC0415
+    from wsolax.config import load_config  # noqa: PLC0415
+    from wsolax.data import pipeline  # noqa: PLC0415
+    from wsolax.registry import build_model  # noqa: PLC0415
+
+    base = [f"--config.data.root={data}"]
+    cfg = load_config(config, base)
+    mesh = sharding.data_mesh()
+    _, variables, _ = restore_model(cfg, out / name, mesh)  # checked against the writer's config
+    meta = datasets.load_split(cfg.data, "val")
+    result = {}
+    for reading in ("residual", "identity"):
+        model = build_model(load_config(config, base + [
+            f"--config.model.methods.dfm.eval_output={reading}"]))
+        logits_of = jax.jit(lambda v, x, m=model: m.apply(v, x, train=False)["logits"])
+        correct = total = 0
+        for batch in pipeline.iterate(pipeline.eval_batches(
+                meta, batch_size=cfg.eval.batch_size, crop_size=(cfg.data.crop_size,) * 2,
+                mean=cfg.data.mean, std=cfg.data.std), num_threads=1):
+            b = sharding.put_batch({"image": batch["image"]}, mesh)
+            pred = np.asarray(jax.device_get(logits_of(variables, b["image"]))).argmax(-1)
+            valid = np.asarray(batch["valid"], bool)
+            correct += int((pred[valid] == np.asarray(batch["label"])[valid]).sum())
+            total += int(valid.sum())
+        result[reading] = round(100.0 * correct / total, 1)
+    return result
 
 
 def first_nonfinite_step(metrics_file: Path) -> int | None:
@@ -94,6 +130,14 @@ def main() -> None:
         print(f"| {name} | {finite} | {r['top1_cls']:.1f} | {r['max_box_acc_v2']:.1f} | "
               f"{r['pxap']:.1f} | {r['cam_peak_on_part_%']:.1f} | "
               f"{r['scoremap_distance_to_mean']:.3f} |")
+    swaps = {name: dfm_eval_readings(out, name, RUNS[name][0], data)
+             for name in ("dfm", "dfm_v1") if name in rows}
+    if swaps:
+        (out / "dfm_eval_readings.json").write_text(json.dumps(swaps, indent=2))
+        print("\n| DFM run (trained with) | val Top-1, tested F + F | val Top-1, tested F |")
+        print("|---|---|---|")
+        for name, r in swaps.items():
+            print(f"| {name} | {r['residual']:.1f} | {r['identity']:.1f} |")
 
 
 if __name__ == "__main__":
