@@ -185,5 +185,8 @@ def test_a_killed_search_resumes_with_the_same_command(tmp_path):
     retries = [(n, p) for n, s, p, a in after if a.get("failed_trial") == interrupted[0][0]]
     assert len(retries) == 1 and retries[0][1] == interrupted[0][1]
     assert retries[0][0] in complete
+    # The interrupted trial's partial run is gone; the retry's run is there.
+    assert not (tmp_path / "out" / f"trial_{interrupted[0][0]:04d}").exists()
+    assert (tmp_path / "out" / f"trial_{retries[0][0]:04d}" / "checkpoints").is_dir()
     assert (tmp_path / "out" / "trials.md").exists() and "interrupted" in \
         (tmp_path / "out" / "trials.md").read_text()

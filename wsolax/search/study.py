@@ -185,8 +185,13 @@ def make_objective(cfg: ml_collections.ConfigDict, spec: SearchSpec, out: Path):
         trial.set_user_attr("seed", seed)
         c = trial_config(cfg, values, seed, spec.split)
         workdir = out / f"trial_{trial.number:04d}"
-        if workdir.exists():
-            shutil.rmtree(workdir)  # never resumes a stale run: a trial restarts from its start
+        # A retry (RetryFailedTrialCallback) names the trial it replaces.
+        interrupted = trial.study._storage.get_trial(trial._trial_id).system_attrs.get(
+            "failed_trial")
+        for stale in [workdir] + ([out / f"trial_{interrupted:04d}"] if interrupted is not None
+                                  else []):
+            if stale.exists():
+                shutil.rmtree(stale)  # a trial restarts from its start, never from a stale run
         start = time.perf_counter()
         try:
             train(c, workdir)
