@@ -190,3 +190,26 @@ def test_a_killed_search_resumes_with_the_same_command(tmp_path):
     assert (tmp_path / "out" / f"trial_{retries[0][0]:04d}" / "checkpoints").is_dir()
     assert (tmp_path / "out" / "trials.md").exists() and "interrupted" in \
         (tmp_path / "out" / "trials.md").read_text()
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_study(tmp_path):
+    space = tmp_path / "space.py"
+    space.write_text("def get_space():\n    return {'optim.lr': ('log_uniform', 1e-2, 1e-1)}\n")
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    from wsolax import datasets
+    datasets.load_split(_cfg(tmp_path).data, "train")  # the data exists before both start
+    cmd = [sys.executable, "-m", "wsolax.search", "--config", "configs/synthetic_adl.py:runlocal",
+           "--space", str(space), "--trials", "4", "--storage", storage,
+           "--out", str(tmp_path / "out"), *TINY, f"--config.data.root={tmp_path / 'data'}"]
+    workers = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True) for _ in range(2)]
+    logs = [w.communicate(timeout=900)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], [log[-2000:] for log in logs]
+    study = optuna.load_study(study_name="out", storage=storage)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 4  # the budget, not more, however the two raced
+    # Both took trials, each trial a draw of its own (no setting drawn twice).
+    assert len({t.user_attrs["worker"] for t in complete}) == 2
+    assert sorted(t.user_attrs["draw"] for t in complete) == [0, 1, 2, 3]
+    assert len({t.params["optim.lr"] for t in complete}) == len(complete)

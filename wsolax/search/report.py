@@ -18,8 +18,8 @@ def trial_rows(study: optuna.Study) -> list[dict]:
         if t.state == TrialState.FAIL and FAILURE not in t.user_attrs:
             state = "interrupted"  # retried with the same setting
         else:
-            state = {TrialState.COMPLETE: "complete", TrialState.FAIL: "failed"}.get(
-                t.state, t.state.name.lower())
+            state = {TrialState.COMPLETE: "complete", TrialState.FAIL: "failed",
+                     TrialState.PRUNED: "surplus"}.get(t.state, t.state.name.lower())
         rows.append({"number": t.number, "state": state, "value": t.value,
                      "params": dict(t.params), "seed": t.user_attrs.get("seed"),
                      "draw": t.user_attrs.get("draw"), "failure": t.user_attrs.get(FAILURE),

@@ -7,6 +7,10 @@ Storage: an Optuna RDB URL (`postgresql://...`, `mysql://...`, `sqlite:///...`);
 an SQLite file. Several workers share one study by running the same command against the same
 storage (processes on one machine: the SQLite file; on several machines: a database server).
 
+Budget: the n-th new trial draws setting n (wsolax/search/sampler.py); draws 0 .. trials-1 are
+the budget, so workers that start trials at the same moment never overshoot it (a trial with a
+later draw is pruned before it trains).
+
 Resume: every trial records its worker (host:pid) and sends heartbeats. A trial whose process died
 -- `kill -9`, a lost machine -- is failed and retried with the same setting, from its start (its
 workdir is cleared): at once when its worker ran on this host and is gone, otherwise once its
@@ -177,9 +181,13 @@ def trial_config(cfg: ml_collections.ConfigDict, values: dict, seed: int,
     return c
 
 
-def make_objective(cfg: ml_collections.ConfigDict, spec: SearchSpec, out: Path):
+def make_objective(cfg: ml_collections.ConfigDict, spec: SearchSpec, out: Path, trials: int):
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
+        if trial.user_attrs.get(DRAW, 0) >= trials:
+            # Draws 0 .. trials-1 are the budget (a retry reuses its draw); a later one is a
+            # second worker's overshoot and trains nothing.
+            raise optuna.TrialPruned("surplus: the budget's draws are all taken")
         values = suggest(trial, spec.space)
         seed = spec.seed * 1000 + int(trial.user_attrs.get(DRAW, trial.number))
         trial.set_user_attr("seed", seed)
@@ -223,7 +231,7 @@ def run_search(cfg: ml_collections.ConfigDict, spec: SearchSpec, trials: int, st
     out.mkdir(parents=True, exist_ok=True)
     name = name or out.name
     study = open_study(spec, storage, name, heartbeat_interval, grace_period)
-    objective = make_objective(cfg, spec, out)
+    objective = make_objective(cfg, spec, out, trials)
     while True:
         for number in reap_interrupted(study):
             log(f"[search] trial {number} was interrupted (its process is gone): re-run from "
@@ -232,8 +240,12 @@ def run_search(cfg: ml_collections.ConfigDict, spec: SearchSpec, trials: int, st
         if done >= trials:
             break
         if done + running < trials or waiting:
-            study.optimize(objective, n_trials=1, catch=(TrialFailed,))
-            last = study.get_trials(deepcopy=False)[-1]
+            ran = []
+            study.optimize(objective, n_trials=1, catch=(TrialFailed,),
+                           callbacks=[lambda _, frozen: ran.append(frozen)])
+            last = ran[-1]
+            if last.state == TrialState.PRUNED:
+                continue  # a surplus draw (another worker took the last one)
             done, _, _ = counts(study)
             best = best_trial(study)
             outcome = (f"{last.value:.2f}" if last.state == TrialState.COMPLETE
