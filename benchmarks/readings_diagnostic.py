@@ -28,6 +28,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from compare_methods import run  # noqa: E402 (a sibling script: a subprocess, its stdout)
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = {  # name -> (config, extra overrides)
     "cam": ("configs/synthetic_cam.py:finegrained", []),
@@ -42,13 +44,6 @@ VAL_ONLY = ['--config.eval.splits=("val",)', "--config.eval.threshold_split=val"
 # Train on through a divergence and evaluate what it left (what the earlier benchmark's runs did),
 # logging every step so the first non-finite step is exact; neither changes what is trained.
 TRAIN_ON = ["--config.train.stop_on_nonfinite=False", "--config.train.log_every_steps=1"]
-
-
-def run(cmd: list[str]) -> str:
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode:
-        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    return proc.stdout
 
 
 def dfm_eval_readings(out: Path, name: str, config: str, data: Path) -> dict:
