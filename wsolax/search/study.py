@@ -48,6 +48,9 @@ from wsolax.training.nonfinite import NonFiniteLoss
 METRICS = ("max_box_acc_v2", "pxap", "max_box_acc", "top1_loc@val_tau", "gt_known_loc@val_tau")
 RECORDED = ("top1_cls", "max_box_acc", "max_box_acc_v2", "pxap")  # user attributes of a trial
 FAILURE = "failure"  # user attribute: why a trial failed (it counts as done)
+# An interrupted trial is enqueued again with its setting, up to three times, whichever way its
+# interruption was found (a dead local process, a stale heartbeat).
+RETRY = RetryFailedTrialCallback(max_retry=3)
 WORKER = "worker"
 
 
@@ -94,7 +97,7 @@ def open_study(spec: SearchSpec, storage: str, name: str,
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     rdb = RDBStorage(storage_url(storage), heartbeat_interval=heartbeat_interval,
                      grace_period=grace_period,
-                     heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=3))
+                     heartbeat_stale_trial_callback=RETRY)
     study = optuna.create_study(storage=rdb, study_name=name, direction="maximize",
                                 sampler=SeededRandomSampler(spec.seed), load_if_exists=True)
     identity = spec.identity()
@@ -132,7 +135,7 @@ def reap_interrupted(study: optuna.Study) -> list[int]:
             try:
                 if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
                     failed.append(t.number)
-                    RetryFailedTrialCallback(max_retry=3)(study, storage.get_trial(t._trial_id))
+                    RETRY(study, storage.get_trial(t._trial_id))
             except optuna.exceptions.UpdateFinishedTrialError:
                 pass  # another worker got there first
     optuna.storages.fail_stale_trials(study)

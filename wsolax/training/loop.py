@@ -123,11 +123,11 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path | None = None, res
     window, window_start, window_steps = [], time.perf_counter(), 0
     last_saved = ckpt.latest_step()
 
-    def stop_if_nonfinite(done: int) -> None:
+    def stop_if_nonfinite(fetched: list[dict], done: int) -> None:
         """Before logging or saving: raise at the window's first non-finite step."""
         if not cfg.train.stop_on_nonfinite:
             return
-        found = first_nonfinite(window, done - len(window) + 1)
+        found = first_nonfinite(fetched, done - len(fetched) + 1)
         if found is not None:
             ckpt.wait()
             raise NonFiniteLoss(*found, last_checkpoint=last_saved)
@@ -141,11 +141,13 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | Path | None = None, res
             window.append(metrics)
             window_steps += 1
             done = step + 1
+            log_now = done % cfg.train.log_every_steps == 0 or done == end
             checkpoint_now = done % cfg.train.checkpoint_every_steps == 0 or done == end
-            if done % cfg.train.log_every_steps == 0 or checkpoint_now:
-                stop_if_nonfinite(done)
-            if done % cfg.train.log_every_steps == 0 or done == end:
-                means = {k: float(np.mean([jax.device_get(m[k]) for m in window])) for k in window[0]}
+            if log_now or checkpoint_now:
+                fetched = jax.device_get(window)  # the window's metrics on the host, read once
+                stop_if_nonfinite(fetched, done)
+            if log_now:
+                means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
                 elapsed = time.perf_counter() - window_start
                 images_per_second = window_steps * cfg.train.batch_size / max(elapsed, 1e-9)
                 means.update(lr=float(schedule(step)), images_per_second=images_per_second,

@@ -1,7 +1,8 @@
 """Stopping a run at its first non-finite loss term (`train.stop_on_nonfinite`).
 
 The train loop keeps each step's metrics on device and reads them back once per logging interval
-(and before every checkpoint), so the check costs no extra device round trip per step. A step is
+(and before every checkpoint), for the log and this check alike, so the check costs no extra
+device round trip. A step is
 non-finite when its total loss, any logged loss term (`loss_*`) or its gradient norm is NaN or
 infinite; the gradient norm counts because a finite loss with an infinite gradient already makes
 the next parameters non-finite. The state after such a step is never checkpointed: the last
@@ -11,8 +12,6 @@ checkpoint on disk is the last one whose steps were all finite.
 from __future__ import annotations
 
 import math
-
-import jax
 
 
 class NonFiniteLoss(RuntimeError):
@@ -35,14 +34,13 @@ def watched(metrics: dict) -> list[str]:
 
 
 def first_nonfinite(window: list[dict], first_step: int) -> tuple[int, str, float] | None:
-    """(step, term, value) of the first non-finite watched metric in `window`, the metrics of
-    steps first_step, first_step + 1, ... (1-based); None when all are finite."""
+    """(step, term, value) of the first non-finite watched metric in `window`, the host-side
+    metrics of steps first_step, first_step + 1, ... (1-based); None when all are finite."""
     if not window:
         return None
     names = watched(window[0])
-    values = jax.device_get([[m[k] for k in names] for m in window])
-    for offset, row in enumerate(values):
-        for name, value in zip(names, row):
-            if not math.isfinite(float(value)):
-                return first_step + offset, name, float(value)
+    for offset, metrics in enumerate(window):
+        for name in names:
+            if not math.isfinite(float(metrics[name])):
+                return first_step + offset, name, float(metrics[name])
     return None
