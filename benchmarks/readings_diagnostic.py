@@ -83,7 +83,8 @@ def dfm_eval_readings(out: Path, name: str, config: str, data: Path) -> dict:
 def first_nonfinite_step(metrics_file: Path) -> int | None:
     for line in metrics_file.read_text().splitlines():
         row = json.loads(line.replace("NaN", "null").replace("Infinity", "null"))
-        if row.get("split") == "train" and (row.get("loss") is None or not math.isfinite(row["loss"])):
+        loss = row.get("loss")
+        if row.get("split") == "train" and (loss is None or not math.isfinite(loss)):
             return int(row["step"])
     return None
 

@@ -10,10 +10,10 @@ Not in the paper (wsolax's choices, docs/methods.md "Readings"): the aggregation
 1x1 to 1024 channels, with no activation as Eq. 9 writes (a 3x3 2048 -> 1024 conv on the 14x14
 map costs ~7.4 GFLOPs per view, more than the whole ResNet50 forward:
 benchmarks/bench_method_overhead.py measured +289 % step flops with it), one conv + classifier per
-view, the X branch's classifier for the test CAM. No optimiser, learning rate, batch size or schedule is given: configs/_paper.py (the
-CVPR'20 fine-tuning protocol). No gradient clipping: the paper gives none (the scale-invariant
-fusion loss can give large gradients while the CAMs are small; `--config.optim.clip_grad_norm=5`
-turns a clip on).
+view, the X branch's classifier for the test CAM. No optimiser, learning rate, batch size or
+schedule is given: configs/_paper.py (the CVPR'20 fine-tuning protocol). No gradient clipping:
+the paper gives none (the scale-invariant fusion loss can give large gradients while the CAMs are
+small; `--config.optim.clip_grad_norm=5` turns a clip on).
 """
 
 import _paper

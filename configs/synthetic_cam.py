@@ -32,7 +32,8 @@ BASE_TOKENS = ("runlocal", "finetune", "finegrained", "scratch", "readings")
 
 def base_variant(opts: dict[str, str]) -> str | None:
     """The tokens of `opts` that this config handles, for configs built on it."""
-    return ",".join(t + (f"={opts[t]}" if opts[t] else "") for t in BASE_TOKENS if t in opts) or None
+    tokens = [t + (f"={opts[t]}" if opts[t] else "") for t in BASE_TOKENS if t in opts]
+    return ",".join(tokens) or None
 
 
 def readings(opts: dict[str, str]) -> str:

@@ -330,15 +330,17 @@ def test_init_creates_both_branches_and_eval_equals_the_training_path_at_init():
         np.asarray(p1["agg_x"]["conv"]["bias"])
     assert (agg < 0).any()  # an activation would show
     w = np.asarray(p1["classifier_x"]["kernel"])
-    want_cams = np.einsum("bhwd,dk->bhwk", agg, w)[..., [1, 3]] / agg.shape[-1]
-    want_cams = np.stack([want_cams[0, ..., 0], want_cams[1, ..., 1]])[..., None]
+
+    def cams_by_hand(features):  # image 0's CAM of class 1, image 1's of class 3
+        cams = np.einsum("bhwd,dk->bhwk", features, w) / features.shape[-1]
+        return np.stack([cams[0, ..., 1], cams[1, ..., 3]])[..., None]
+
     _, cams_1x1 = head_1x1.apply(v1x1, f, jnp.array([[1], [3]]))
-    np.testing.assert_allclose(np.asarray(cams_1x1), want_cams, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(cams_1x1), cams_by_hand(agg), rtol=1e-4, atol=1e-6)
     relu_head = WhereToLookHead(num_classes=5, agg_kernel=1, agg_activation="relu")
     _, cams_relu = relu_head.apply(v1x1, f, jnp.array([[1], [3]]))
-    want_relu = np.einsum("bhwd,dk->bhwk", np.maximum(agg, 0), w)[..., [1, 3]] / agg.shape[-1]
-    want_relu = np.stack([want_relu[0, ..., 0], want_relu[1, ..., 1]])[..., None]
-    np.testing.assert_allclose(np.asarray(cams_relu), want_relu, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(cams_relu), cams_by_hand(np.maximum(agg, 0)),
+                               rtol=1e-4, atol=1e-6)
     # eval_input="single": conv(F), the modules removed outright.
     single = WhereToLookHead(num_classes=5, agg_kernel=1, eval_input="single")
     half = head_1x1.apply(v1x1, 0.5 * f, jnp.array([[1], [3]]))[1]

@@ -25,7 +25,8 @@ DRAW = "draw"  # user attribute: the trial's draw index
 def draw_index(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> int:
     """How many earlier trials drew their own settings (retries excluded)."""
     earlier = study._storage.get_all_trials(study._study_id, deepcopy=False)
-    return sum(1 for t in earlier if t.number < trial.number and "failed_trial" not in t.system_attrs)
+    return sum(1 for t in earlier
+               if t.number < trial.number and "failed_trial" not in t.system_attrs)
 
 
 class SeededRandomSampler(optuna.samplers.BaseSampler):

@@ -146,7 +146,8 @@ def counts(study: optuna.Study) -> tuple[int, int, int]:
     """(done, running, waiting): done = completed + failed with a reason."""
     done = running = waiting = 0
     for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and FAILURE in t.user_attrs):
+        failed_with_reason = t.state == TrialState.FAIL and FAILURE in t.user_attrs
+        if t.state == TrialState.COMPLETE or failed_with_reason:
             done += 1
         elif t.state == TrialState.RUNNING:
             running += 1

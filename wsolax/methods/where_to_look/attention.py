@@ -4,8 +4,9 @@ Both act on NHWC feature maps of the two views (B, H, W, C), N = H*W positions, 
 attention in float32 (softmax over hundreds of dot products) before returning the input's dtype.
 
 CAAM (Sec. 3.3, Eqs. 1-6), channel attention across the pair. With F_x, F_x~ reshaped to C x N:
-  E = F_x F_x~^T (C x C);  Q_x = Softmax(E) (Eq. 1);  Y_x = Q_x^T F_x~ (Eq. 2);  F^c_x = F_x + delta_x Y_x,
-  i.e. (Eq. 4) F^c_x[i] = F_x[i] + delta_x sum_k lambda_x^{ki} F_x~[k] with lambda_x^{ki} = Q_x[k, i];
+  E = F_x F_x~^T (C x C);  Q_x = Softmax(E) (Eq. 1);  Y_x = Q_x^T F_x~ (Eq. 2);
+  F^c_x = F_x + delta_x Y_x, i.e. (Eq. 4) F^c_x[i] = F_x[i] + delta_x sum_k lambda_x^{ki} F_x~[k]
+  with lambda_x^{ki} = Q_x[k, i];
   Q_x~ = Softmax(E^T) (Eq. 5: the energy is shared and transposed, the softmax taken again);
   F^c_x~[i] = F_x~[i] + delta_x~ sum_k lambda_x~^{ki} F_x[k] (Eq. 6).
 Eq. 1 does not name the softmax's axis. Default (`softmax="summed_index"`): over k, the index that

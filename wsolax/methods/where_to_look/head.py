@@ -35,17 +35,16 @@ from wsolax.models.conv import resolve
 from wsolax.models.heads import gap_classify
 
 BRANCHES = ("x", "x_tilde")
-
-
 AGG_ACTIVATIONS = ("none", "relu")
 EVAL_INPUTS = ("sum", "single")
 
 
 class AggregationConv(nn.Module):
     """conv(x) (relu(conv(x)) with `activation="relu"`) to `features` channels (0: as many as x
-    has). Parameters `conv/{kernel,bias}` (HWIO kernel) whatever the kernel size. On the CPU a 1x1 kernel runs as a matrix product
-    (`wsolax.models.conv`, as the backbones' 1x1 convs do): XLA:CPU lowers its filter gradient
-    ~2.6x slower as a convolution (the paper config's 2048 -> 1024 aggregation, docs/speed.md)."""
+    has). Parameters `conv/{kernel,bias}` (HWIO kernel) whatever the kernel size. On the CPU a 1x1
+    kernel runs as a matrix product (`wsolax.models.conv`, as the backbones' 1x1 convs do):
+    XLA:CPU lowers its filter gradient ~2.6x slower as a convolution (the paper config's
+    2048 -> 1024 aggregation, docs/speed.md)."""
 
     features: int = 0
     kernel: int = 3

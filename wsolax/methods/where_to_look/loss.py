@@ -4,7 +4,8 @@ L_fuse = ( V_x / ||V_x||_2 - V_x~ / ||V_x~||_2 )^2, with V the vectorised CAM (E
 ground-truth class of each view's classifier. Eq. 14 writes the squared difference of two vectors
 and does not say how it is reduced to a number; the paper says the loss is "inspired from [43]",
 the attention transfer of Zagoruyko & Komodakis, whose code (szagoruyko/attention-transfer,
-`utils.py`: `at_loss(x, y) = (at(x) - at(y)).pow(2).mean()`, `at` the l2-normalised flattened map)
+`cifar.py` and `imagenet.py`: `at_loss(x, y) = (at(x) - at(y)).pow(2).mean()`, `at` the
+l2-normalised flattened map)
 takes the **mean over the batch and the positions**. That is the default here
 (`reduction="mean"`). `reduction="sum"` sums over the positions and averages over the batch, the
 earlier wsolax reading: H*W times the mean (144x on 12x12 maps, 196x on 14x14), so the same beta
