@@ -213,3 +213,25 @@ def test_two_workers_share_one_study(tmp_path):
     assert len({t.user_attrs["worker"] for t in complete}) == 2
     assert sorted(t.user_attrs["draw"] for t in complete) == [0, 1, 2, 3]
     assert len({t.params["optim.lr"] for t in complete}) == len(complete)
+
+
+def test_a_worker_that_loses_the_race_to_create_the_storage_opens_it_again(tmp_path, monkeypatch):
+    # Two workers started together on a new SQLite file: the loser's schema creation fails with
+    # "table already exists" or a duplicate schema version (the CI failure of stop 37).
+    import sqlalchemy.exc
+
+    from wsolax.search import study as study_module
+
+    real, calls = study_module.RDBStorage, []
+
+    def loses_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise sqlalchemy.exc.IntegrityError("INSERT INTO alembic_version", {}, Exception())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(study_module, "RDBStorage", loses_once)
+    spec = SearchSpec("c", (), {"optim.lr": ("log_uniform", 1e-2, 1e-1)}, "max_box_acc_v2",
+                      "val", 0)
+    study = study_module.open_study(spec, str(tmp_path / "s.db"), "x")
+    assert len(calls) == 2 and study.user_attrs["search"] == spec.identity()

@@ -35,7 +35,8 @@ from pathlib import Path
 
 import ml_collections
 import optuna
-from optuna.storages import RDBStorage, RetryFailedTrialCallback
+import sqlalchemy.exc
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from wsolax.config import ConfigError, validate
@@ -50,8 +51,11 @@ RECORDED = ("top1_cls", "max_box_acc", "max_box_acc_v2", "pxap")  # user attribu
 FAILURE = "failure"  # user attribute: why a trial failed (it counts as done)
 # An interrupted trial is enqueued again with its setting, up to three times, whichever way its
 # interruption was found (a dead local process, a stale heartbeat).
-RETRY = RetryFailedTrialCallback(max_retry=3)
+with warnings.catch_warnings():  # experimental in Optuna, and its documented way to retry
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    RETRY = RetryHeartbeatStaleTrialCallback(max_retry=3)
 WORKER = "worker"
+OPEN_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -95,11 +99,20 @@ def open_study(spec: SearchSpec, storage: str, name: str,
     # Heartbeats and the retry callback are marked experimental in Optuna; they are the documented
     # way to find trials whose process died.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    rdb = RDBStorage(storage_url(storage), heartbeat_interval=heartbeat_interval,
-                     grace_period=grace_period,
-                     heartbeat_stale_trial_callback=RETRY)
-    study = optuna.create_study(storage=rdb, study_name=name, direction="maximize",
-                                sampler=SeededRandomSampler(spec.seed), load_if_exists=True)
+    # Workers started together race to create a new storage's tables (one of them gets "table
+    # already exists" or a duplicate schema version); the loser opens the storage again.
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            rdb = RDBStorage(storage_url(storage), heartbeat_interval=heartbeat_interval,
+                             grace_period=grace_period, heartbeat_stale_trial_callback=RETRY)
+            study = optuna.create_study(storage=rdb, study_name=name, direction="maximize",
+                                        sampler=SeededRandomSampler(spec.seed),
+                                        load_if_exists=True)
+            break
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+            if attempt == OPEN_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1) + 0.03 * (os.getpid() % 7))  # workers apart
     identity = spec.identity()
     stored = study.user_attrs.get("search")
     if stored is None:
@@ -197,11 +210,10 @@ def make_objective(cfg: ml_collections.ConfigDict, spec: SearchSpec, out: Path, 
         trial.set_user_attr("seed", seed)
         c = trial_config(cfg, values, seed, spec.split)
         workdir = out / f"trial_{trial.number:04d}"
-        # A retry (RetryFailedTrialCallback) names the trial it replaces.
-        interrupted = trial.study._storage.get_trial(trial._trial_id).system_attrs.get(
-            "failed_trial")
-        for stale in [workdir] + ([out / f"trial_{interrupted:04d}"] if interrupted is not None
-                                  else []):
+        # A retry names the trials it replaces (RetryHeartbeatStaleTrialCallback.retry_history).
+        replaced = trial.study._storage.get_trial(trial._trial_id).system_attrs.get(
+            "retry_history", [])
+        for stale in [workdir] + [out / f"trial_{n:04d}" for n in replaced]:
             if stale.exists():
                 shutil.rmtree(stale)  # a trial restarts from its start, never from a stale run
         start = time.perf_counter()
