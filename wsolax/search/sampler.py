@@ -5,9 +5,9 @@ in a new process (or shared by several) would repeat or reshuffle its settings. 
 trial of a study -- n counts the trials that are not retries of an interrupted one -- draws each
 key from `numpy.random.default_rng([seed, n, crc32(key)])`: the same seed gives the same sequence
 of settings however often the study is interrupted and resumed. Retries are enqueued with their
-interrupted trial's settings (Optuna's RetryHeartbeatStaleTrialCallback) and draw nothing. Distributions
-as the paper's random search: uniform, log-uniform (uniform in log space), uniform integers,
-uniform choice.
+interrupted trial's settings (Optuna's RetryHeartbeatStaleTrialCallback) and draw nothing.
+Distributions as the paper's random search: uniform, log-uniform (uniform in log space), uniform
+integers, uniform choice.
 """
 
 from __future__ import annotations

@@ -208,7 +208,11 @@ def make_objective(cfg: ml_collections.ConfigDict, spec: SearchSpec, out: Path, 
         values = suggest(trial, spec.space)
         seed = spec.seed * 1000 + int(trial.user_attrs.get(DRAW, trial.number))
         trial.set_user_attr("seed", seed)
-        c = trial_config(cfg, values, seed, spec.split)
+        try:
+            c = trial_config(cfg, values, seed, spec.split)
+        except ConfigError as e:  # a draw the method refuses (e.g. crossed thresholds)
+            trial.set_user_attr(FAILURE, f"invalid setting: {e}")
+            raise TrialFailed(str(e)) from e
         workdir = out / f"trial_{trial.number:04d}"
         # A retry names the trials it replaces (RetryHeartbeatStaleTrialCallback.retry_history).
         replaced = trial.study._storage.get_trial(trial._trial_id).system_attrs.get(
