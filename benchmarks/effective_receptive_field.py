@@ -56,7 +56,7 @@ def main() -> None:
     mass = np.zeros((size, size))
     seen = 0
     batches = pipeline.eval_batches(meta, batch_size=16, crop_size=(size, size),
-                                    mean=cfg.data.mean, std=cfg.data.std)
+                                    mean=cfg.data.mean, std=cfg.data.std, resize=cfg.data.resize)
     for batch in pipeline.iterate(batches):
         g = np.abs(np.asarray(grad(jnp.asarray(batch["image"])))).sum(-1)
         mass += g[batch["valid"]].sum(0)

@@ -81,7 +81,7 @@ def main() -> None:
     forward = jax.jit(forward)
     meta = datasets.load_split(cfg.data, args.split)
     batches = pipeline.eval_batches(meta, batch_size=cfg.eval.batch_size, crop_size=size,
-                                    mean=cfg.data.mean, std=cfg.data.std)
+                                    mean=cfg.data.mean, std=cfg.data.std, resize=cfg.data.resize)
     logits, means, maxima = [], {}, {}
     for batch in pipeline.iterate(batches, num_threads=cfg.data.num_threads):
         b = sharding.put_batch({"image": batch["image"], "label": batch["label"]}, mesh)

@@ -70,7 +70,7 @@ def dfm_eval_readings(out: Path, name: str, config: str, data: Path) -> dict:
         correct = total = 0
         for batch in pipeline.iterate(pipeline.eval_batches(
                 meta, batch_size=cfg.eval.batch_size, crop_size=(cfg.data.crop_size,) * 2,
-                mean=cfg.data.mean, std=cfg.data.std), num_threads=1):
+                mean=cfg.data.mean, std=cfg.data.std, resize=cfg.data.resize), num_threads=1):
             b = sharding.put_batch({"image": batch["image"]}, mesh)
             pred = np.asarray(jax.device_get(logits_of(variables, b["image"]))).argmax(-1)
             valid = np.asarray(batch["valid"], bool)

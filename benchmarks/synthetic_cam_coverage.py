@@ -86,7 +86,7 @@ def main() -> None:
     kernel = np.ones((5, 5), np.uint8)
     part_cov, object_cov, peak_on_part, part_share, all_maps = [], [], [], [], []
     batches = pipeline.eval_batches(meta, batch_size=cfg.eval.batch_size, crop_size=size,
-                                    mean=cfg.data.mean, std=cfg.data.std)
+                                    mean=cfg.data.mean, std=cfg.data.std, resize=cfg.data.resize)
     for batch in pipeline.iterate(batches, num_threads=cfg.data.num_threads):
         b = sharding.put_batch({"image": batch["image"], "label": batch["label"]}, mesh)
         cams = jax.device_get(extract(variables, b["image"], b["label"])["cam_gt"])

@@ -27,6 +27,7 @@ def get_config(variant: str | None = None):
     c.data.num_classes = 64
     c.data.resize_size = 72
     c.data.crop_size = 64
+    c.data.resize = "cv2_linear"  # what the published runs used (wsolax/data/transforms.py)
     c.data.cache_images = True  # 16k x 72 x 72 x 3 bytes ~ 250 MB decoded
     c.data.synthetic.kind = "whole_objects"
     c.data.synthetic.num_train = 16000

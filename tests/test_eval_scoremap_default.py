@@ -85,7 +85,7 @@ def oracle_result(cfg, extractor):
                               iou_thresholds=tuple(cfg.eval.iou_thresholds), mask_loader=masks)
     constant = 0
     for batch in pipeline.eval_batches(meta, batch_size=cfg.eval.batch_size, crop_size=size,
-                                       mean=cfg.data.mean, std=cfg.data.std,
+                                       mean=cfg.data.mean, std=cfg.data.std, resize=cfg.data.resize,
                                        max_boxes=cfg.data.max_boxes):
         out = jax.device_get(extractor(None, jnp.asarray(batch["image"]),
                                        jnp.asarray(batch["label"])))

@@ -20,7 +20,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from wsolax.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from wsolax.data.transforms import IMAGENET_MEAN, IMAGENET_STD, RESIZE_METHODS
 
 
 
@@ -75,6 +75,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.train_split = "train"
     c.data.resize_size = 72
     c.data.crop_size = 64
+    # How images are decoded and resized (wsolax/data/transforms.py): "pil_bilinear" is the
+    # benchmark's (Pillow opens and resizes, antialiasing when it shrinks), "cv2_linear" OpenCV's
+    # (no antialiasing; the embedded benchmark's configs keep it, as their published runs used it).
+    c.data.resize = "pil_bilinear"
     c.data.mean = IMAGENET_MEAN
     c.data.std = IMAGENET_STD
     c.data.max_boxes = 4
@@ -331,6 +335,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         _require(bool(d.metadata_root), "data.metadata_root", "must be set for data.source='folder'")
         _require(bool(d.image_root), "data.image_root", "must be set for data.source='folder'")
     _require(d.num_classes >= 2, "data.num_classes", f"must be >= 2, got {d.num_classes}")
+    _require(d.resize in RESIZE_METHODS, "data.resize",
+             f"must be one of {RESIZE_METHODS}, got {d.resize!r}")
     _require(d.crop_size >= 16, "data.crop_size", f"must be >= 16, got {d.crop_size}")
     _require(d.resize_size >= d.crop_size, "data.resize_size",
              f"must be >= data.crop_size ({d.crop_size}), got {d.resize_size}")

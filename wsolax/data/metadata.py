@@ -62,9 +62,10 @@ class SplitMetadata:
 
     # Where pixels come from. These two are all a split stored elsewhere than in files overrides
     # (wsolax.data.tfds_source.TfdsSplit); every reader of images and masks goes through them.
-    def image_reader(self) -> ImageFiles:
-        """Picklable: position in `image_ids` -> RGB uint8 array (`__call__`), -> name (`name`)."""
-        return ImageFiles(self)
+    def image_reader(self, decoder: str = "cv2") -> ImageFiles:
+        """Picklable: position in `image_ids` -> RGB uint8 array (`__call__`), -> name (`name`);
+        `decoder` as wsolax.data.image_io says."""
+        return ImageFiles(self, decoder)
 
     def read_masks(self, image_id: str) -> tuple[list[np.ndarray], np.ndarray | None]:
         """The greyscale instance masks of `image_id` and its ignore mask (None: none)."""
@@ -81,11 +82,12 @@ class SplitMetadata:
 class ImageFiles:
     """Decodes a split's image files (the default image reader)."""
 
-    def __init__(self, meta: SplitMetadata):
+    def __init__(self, meta: SplitMetadata, decoder: str = "cv2"):
         self.paths = [str(meta.image_path(i)) for i in meta.image_ids]
+        self.decoder = decoder
 
     def __call__(self, index: int) -> np.ndarray:
-        return decode_rgb(self.paths[index])
+        return decode_rgb(self.paths[index], self.decoder)
 
     def name(self, index: int) -> str:
         return self.paths[index]

@@ -42,7 +42,7 @@ import numpy as np
 from wsolax.data.errors import DatasetError
 from wsolax.data.metadata import SplitMetadata, size_problem
 from wsolax.data.transforms import (
-    IMAGENET_MEAN, IMAGENET_STD, Normalizer, as_hw, crop_boxes, hflip_boxes,
+    DECODER_OF, IMAGENET_MEAN, IMAGENET_STD, Normalizer, as_hw, crop_boxes, hflip_boxes,
     pad_boxes, resize, scale_boxes)
 
 Batch = dict[str, np.ndarray]
@@ -52,9 +52,13 @@ class _Images:
     """What the transforms need to know about a split, as flat picklable
     arrays (so the pipeline also works with grain's multiprocessing)."""
 
-    def __init__(self, meta: SplitMetadata, max_boxes: int | None, cache: bool):
+    def __init__(self, meta: SplitMetadata, max_boxes: int | None, cache: bool,
+                 resize_method: str):
         ids = meta.image_ids
-        self.read = meta.image_reader()
+        if resize_method not in DECODER_OF:
+            raise ValueError(f"resize must be one of {tuple(DECODER_OF)}, got {resize_method!r}")
+        self.resize_method = resize_method
+        self.read = meta.image_reader(DECODER_OF[resize_method])
         self.labels = np.array([meta.labels[i] for i in ids], dtype=np.int32)
         self.sizes_hw = [(meta.sizes[i][1], meta.sizes[i][0]) for i in ids]
         self.boxes = [meta.boxes[i].astype(np.float32) for i in ids]
@@ -105,7 +109,7 @@ class _TrainExample:
     def __call__(self, index: int, rng: np.random.Generator) -> dict:
         image = self.images.load(index)
         boxes = scale_boxes(self.images.boxes[index], image.shape[:2], self.resize_hw)
-        image = resize(image, self.resize_hw)
+        image = resize(image, self.resize_hw, self.images.resize_method)
         (rh, rw), (ch, cw) = self.resize_hw, self.crop_hw
         top, left = int(rng.integers(rh - ch + 1)), int(rng.integers(rw - cw + 1))
         image = image[top:top + ch, left:left + cw]
@@ -125,7 +129,8 @@ class _EvalExample:
     def __call__(self, index: int) -> dict:
         image = self.images.load(index)
         boxes = scale_boxes(self.images.boxes[index], image.shape[:2], self.crop_hw)
-        return self.images.example(index, resize(image, self.crop_hw), boxes)
+        return self.images.example(index, resize(image, self.crop_hw, self.images.resize_method),
+                                   boxes)
 
 
 class _Collate:
@@ -237,6 +242,7 @@ def train_batches(
     drop_remainder: bool = True,
     max_boxes: int | None = None,
     cache_images: bool = False,
+    resize: str = "pil_bilinear",
     process_index: int | None = None,
     process_count: int | None = None,
 ) -> grain.MapDataset:
@@ -251,6 +257,8 @@ def train_batches(
     sets (the synthetic one is ~60 MB) it takes decoding out of the loop.
     `batch_size` is the global batch size; each of the `process_count`
     processes gets batch_size / process_count rows (see module docstring).
+    `resize`: how images are decoded and resized (wsolax.data.transforms:
+    "pil_bilinear", the benchmark's, or "cv2_linear").
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -258,7 +266,7 @@ def train_batches(
     if not drop_remainder and rows[1] - rows[0] < batch_size:
         # A short last batch cannot be split evenly over the processes.
         raise ValueError("drop_remainder=False needs a single process")
-    images = _Images(meta, max_boxes, cache_images)
+    images = _Images(meta, max_boxes, cache_images, resize)
     if drop_remainder and len(images) < batch_size:
         raise ValueError(f"batch_size={batch_size} does not fit {len(images)} images")
     shuffle_seed, augment_seed = _stream_seeds(seed)
@@ -283,17 +291,18 @@ def eval_batches(
     std: Sequence[float] | None = IMAGENET_STD,
     max_boxes: int | None = None,
     cache_images: bool = False,
+    resize: str = "pil_bilinear",
     process_index: int | None = None,
     process_count: int | None = None,
 ) -> grain.MapDataset:
     """One pass over the split in file order; every batch carries `valid`
     and the last one is padded to batch_size (see module docstring).
-    `max_boxes`, `cache_images` and the processes as in `train_batches`;
+    `max_boxes`, `cache_images`, `resize` and the processes as in `train_batches`;
     with several processes each gets its rows of the padded global batch."""
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     rows = _process_rows(batch_size, process_index, process_count)
-    images = _Images(meta, max_boxes, cache_images)
+    images = _Images(meta, max_boxes, cache_images, resize)
     crop_hw = as_hw(crop_size)
     collate = _Collate(_normalizer(mean, std), pad_to=rows[1] - rows[0],
                        blank=images.blank(crop_hw))

@@ -77,8 +77,8 @@ class TfdsImages:
     `image_ids` may be a subset of the records' (images dropped after
     preparing, e.g. undecodable ones), so positions go through the ids."""
 
-    def __init__(self, records: TfdsRecords, image_ids: list[str]):
-        self.records = records
+    def __init__(self, records: TfdsRecords, image_ids: list[str], decoder: str = "cv2"):
+        self.records, self.decoder = records, decoder
         self.positions = (None if image_ids == records.image_ids
                           else np.array([records.position(i) for i in image_ids]))
 
@@ -87,7 +87,8 @@ class TfdsImages:
 
     def __call__(self, index: int) -> np.ndarray:
         position = self._position(index)
-        return decode_bytes(self.records[position]["image"], self.records.name(position))
+        return decode_bytes(self.records[position]["image"], self.records.name(position),
+                            decoder=self.decoder)
 
     def name(self, index: int) -> str:
         return self.records.name(self._position(index))
@@ -102,8 +103,8 @@ class TfdsSplit(md.SplitMetadata):
 
     records: TfdsRecords | None = None
 
-    def image_reader(self) -> TfdsImages:
-        return TfdsImages(self.records, self.image_ids)
+    def image_reader(self, decoder: str = "cv2") -> TfdsImages:
+        return TfdsImages(self.records, self.image_ids, decoder)
 
     def read_masks(self, image_id: str) -> tuple[list[np.ndarray], np.ndarray | None]:
         index = self.records.position(image_id)

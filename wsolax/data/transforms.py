@@ -1,4 +1,13 @@
-"""Image and box transforms of the input pipeline (plain numpy / OpenCV).
+"""Image and box transforms of the input pipeline (plain numpy, Pillow, OpenCV).
+
+Resizing has two methods (`data.resize`):
+
+* "pil_bilinear" -- the benchmark's: clovaai/wsolevaluation's `data_loaders.py` resizes PIL images
+  with torchvision's `transforms.Resize((h, w))`, i.e. Pillow's `Image.resize(..., BILINEAR)`,
+  whose filter widens with the scale factor when it shrinks (it antialiases). Done by Pillow
+  itself, so the pixels are Pillow's, byte for byte.
+* "cv2_linear" -- OpenCV's `INTER_LINEAR`: no antialiasing (each output pixel blends the 2 x 2
+  nearest inputs whatever the scale). Faster; the embedded benchmark's published runs used it.
 
 Box convention: x0, y0, x1, y1 in pixels of the current image, as in the
 wsolevaluation metadata. Resizing scales coordinates by new/old size (what
@@ -12,6 +21,7 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+from PIL import Image
 
 # ImageNet statistics in [0, 1] units: what pretrained backbones expect.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -26,11 +36,21 @@ def as_hw(size: int | Sequence[int]) -> tuple[int, int]:
     return (int(h), int(w))
 
 
-def resize(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+# Each resize method with the decoder of its pipeline (wsolax.data.image_io): the benchmark's
+# images come from Pillow end to end.
+DECODER_OF = {"pil_bilinear": "pil", "cv2_linear": "cv2"}
+RESIZE_METHODS = tuple(DECODER_OF)
+
+
+def resize(image: np.ndarray, hw: tuple[int, int], method: str = "pil_bilinear") -> np.ndarray:
+    """uint8 (H, W, 3) -> (hw[0], hw[1], 3) by `method` (module docstring)."""
     if image.shape[:2] == hw:
         return image
-    # Bilinear like the torchvision Resize of the reference implementation.
-    return cv2.resize(image, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
+    if method == "pil_bilinear":
+        return np.asarray(Image.fromarray(image).resize((hw[1], hw[0]), Image.Resampling.BILINEAR))
+    if method == "cv2_linear":
+        return cv2.resize(image, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
+    raise ValueError(f"resize method must be one of {RESIZE_METHODS}, got {method!r}")
 
 
 def scale_boxes(boxes: np.ndarray, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> np.ndarray:

@@ -41,7 +41,7 @@ def collect_split(cfg: ml_collections.ConfigDict, split: str, extractor, variabl
                               iou_thresholds=tuple(cfg.eval.iou_thresholds),
                               mask_loader=mask_loader, workers=cfg.eval.workers)
     batches = pipeline.eval_batches(meta, batch_size=cfg.eval.batch_size, crop_size=size,
-                                    mean=cfg.data.mean, std=cfg.data.std,
+                                    mean=cfg.data.mean, std=cfg.data.std, resize=cfg.data.resize,
                                     max_boxes=cfg.data.max_boxes)
     kept = []
     bar = tqdm(pipeline.iterate(batches, num_threads=cfg.data.num_threads), total=len(batches),

@@ -62,7 +62,8 @@ def training_batches(cfg: ml_collections.ConfigDict, train_split):
     return pipeline.train_batches(
         train_split, batch_size=cfg.train.batch_size, resize_size=cfg.data.resize_size,
         crop_size=cfg.data.crop_size, seed=cfg.seed, mean=cfg.data.mean, std=cfg.data.std,
-        max_boxes=cfg.data.max_boxes, cache_images=cfg.data.cache_images)
+        max_boxes=cfg.data.max_boxes, cache_images=cfg.data.cache_images,
+        resize=cfg.data.resize)
 
 
 def start_from_converted(cfg: ml_collections.ConfigDict, state: TrainState, tx, mesh) -> TrainState:
