@@ -136,6 +136,39 @@ def _folder_args(tmp, src):
             f"--config.data.image_root={src}"]
 
 
+def test_a_dataset_with_only_a_test_split_gets_the_threshold_free_metrics(trained, tmp_path,
+                                                                         capsys):
+    """MaxBoxAcc, MaxBoxAccV2 and PxAP need no tau; Top-1 / GT-known Loc need one chosen on a
+    val split, or given as eval.tau."""
+    tmp, _, _ = trained
+    src, run = tmp_path / "only_test", tmp_path / "run"
+    shutil.copytree(tmp / "synthetic", src)
+    shutil.rmtree(src / "metadata" / "val")
+    shutil.copytree(tmp / "run", run, ignore=shutil.ignore_patterns("eval"))
+    args = ["--config", CONFIG, *tiny_overrides(tmp_path, **{"eval.splits": ("test",)}),
+            *_folder_args(tmp_path, src), "--workdir", str(run)]
+    assert eval_main(args) == 0, capsys.readouterr().err
+    assert "no 'val' split to choose the CAM threshold on" in capsys.readouterr().out
+    summary = json.loads((run / "eval" / "metrics.json").read_text())
+    test = summary["splits"]["test"]
+    assert summary["tau"] is None and summary["threshold_split"] is None
+    assert 0 <= test["max_box_acc"] <= 100 and 0 <= test["max_box_acc_v2"] <= 100
+    assert not [k for k in test if k.endswith("@val_tau")]
+
+    # A tau given on the command line: the tau-dependent metrics at that point of the curves.
+    assert eval_main(args + ["--config.eval.tau=0.3"]) == 0, capsys.readouterr().err
+    summary = json.loads((run / "eval" / "metrics.json").read_text())
+    curves = np.load(run / "eval" / "curves_test.npz")
+    test = summary["splits"]["test"]
+    index = summary["tau_index"]
+    assert summary["tau"] == pytest.approx(0.3) and curves["thresholds"][index] == summary["tau"]
+    assert test["gt_known_loc@val_tau"] == curves["gt_known_loc_curve"][index]
+    assert test["top1_loc@val_tau"] == curves["top1_loc_curve"][index]
+    capsys.readouterr()
+    assert eval_main(args + ["--config.eval.tau=0.30005"]) == 2  # between grid points
+    assert "not on the threshold grid" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("damage, expected", [
     ("missing_image", "missing"),
     ("corrupt_image", "corrupt"),

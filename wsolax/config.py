@@ -173,6 +173,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.iou_thresholds = (30, 50, 70)
     c.eval.splits = ("test",)
     c.eval.threshold_split = "val"
+    # A fixed CAM threshold instead of the one chosen on threshold_split (on the grid of
+    # cam_curve_interval), e.g. for a dataset with only a test split; None: choose it.
+    c.eval.tau = ml_collections.config_dict.placeholder(float)
     c.eval.num_overlays = 16
     c.eval.workers = 1
     # Score maps from CAMs: "exact" = the reference's float64 cv2 resize + normalisation on the
@@ -335,6 +338,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         _require(bool(d.metadata_root), "data.metadata_root", "must be set for data.source='folder'")
         _require(bool(d.image_root), "data.image_root", "must be set for data.source='folder'")
     _require(d.num_classes >= 2, "data.num_classes", f"must be >= 2, got {d.num_classes}")
+    _require(e.tau is None or 0 <= e.tau < 1, "eval.tau", f"must be in [0, 1), got {e.tau}")
     _require(d.resize in RESIZE_METHODS, "data.resize",
              f"must be one of {RESIZE_METHODS}, got {d.resize!r}")
     _require(d.crop_size >= 16, "data.crop_size", f"must be >= 16, got {d.crop_size}")

@@ -26,6 +26,14 @@ def dataset_roots(data_cfg: ml_collections.ConfigDict) -> tuple[Path, Path]:
     return Path(data_cfg.metadata_root), Path(data_cfg.image_root)
 
 
+def split_exists(data_cfg: ml_collections.ConfigDict, split: str) -> bool:
+    """Whether the dataset has `split` (its metadata folder; a TFDS source is asked on load)."""
+    if data_cfg.source == "tfds":
+        return True
+    metadata_root, _ = dataset_roots(data_cfg)
+    return (metadata_root / split).is_dir()
+
+
 def load_split(data_cfg: ml_collections.ConfigDict, split: str, check_files: bool = True,
                verify_images: bool = False):
     """Validated metadata of `split`; with `verify_images`, every image is decoded once first

@@ -46,7 +46,7 @@ def write_overlays(kept: list[dict], out_dir: Path, tau: float, input_hw: tuple[
     return out_dir
 
 
-def _plot_curves(out_dir: Path, split: str, result: dict, tau: float) -> Path:
+def _plot_curves(out_dir: Path, split: str, result: dict, tau: float | None) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -59,7 +59,8 @@ def _plot_curves(out_dir: Path, split: str, result: dict, tau: float) -> Path:
     ax.plot(thresholds, result["box_acc_v1_curve@50"], "k--", label="V1 / GT-known Loc (IoU>=50%)")
     if "top1_loc_curve" in result:
         ax.plot(thresholds, result["top1_loc_curve"], ":", label="Top-1 Loc")
-    ax.axvline(tau, color="grey", lw=0.8, label=f"tau from val = {tau:.3f}")
+    if tau is not None:
+        ax.axvline(tau, color="grey", lw=0.8, label=f"tau = {tau:.3f}")
     ax.set(xlabel="CAM threshold tau", ylabel="accuracy (%)", title=f"box accuracy vs tau ({split})",
            ylim=(0, 100))
     ax.legend(fontsize=7)
@@ -77,9 +78,11 @@ def _plot_curves(out_dir: Path, split: str, result: dict, tau: float) -> Path:
 
 def write_report(out_dir: Path, summary: dict, results: dict) -> Path:
     lines = ["# wsolax evaluation report", "",
-             f"Checkpoint step {summary['checkpoint_step']}. CAM threshold tau = {summary['tau']:.3f}, "
-             f"chosen on the '{summary['threshold_split']}' split (max GT-known box accuracy) and "
-             f"used for the `@val_tau` rows; `@best_tau` rows use each split's own best tau.",
+             f"Checkpoint step {summary['checkpoint_step']}. CAM threshold tau: "
+             f"{summary['tau_source']}"
+             + ("" if summary["tau"] is None else f", tau = {summary['tau']:.3f}, used for the "
+                "`@val_tau` rows")
+             + "; `@best_tau` rows use each split's own best tau.",
              "", "```", format_table(summary), "```", ""]
     for split, result in results.items():
         plot = _plot_curves(out_dir, split, result, summary["tau"])

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from wsolax import datasets, sharding
 from wsolax.checkpoint import restore_model
+from wsolax.config import ConfigError
 from wsolax.data import pipeline
 from wsolax.data.metadata import load_mask
 from wsolax.localization.cams import gt_scoremaps, make_cam_extractor
@@ -103,33 +104,44 @@ def evaluate(cfg: ml_collections.ConfigDict, workdir: str | Path, splits=None, d
     extractor = make_cam_extractor(model, mesh, size, scoremap=cfg.eval.scoremap)
 
     splits = list(splits or cfg.eval.splits)
-    threshold_split = cfg.eval.threshold_split
-    # The threshold split is scored once: its evaluator is reused if it is also reported.
-    collected = {threshold_split: collect_split(
-        cfg, threshold_split, extractor, variables, mesh,
-        keep=cfg.eval.num_overlays if threshold_split in splits else 0)}
-    chosen = compute_result(collected[threshold_split][0])
-    tau_index = best_threshold_index(chosen)
-    tau = float(chosen["thresholds"][tau_index])
+    threshold_split, tau_source = threshold_source(cfg)
+    collected, tau_index = {}, None
+    if threshold_split is not None:
+        # The threshold split is scored once: its evaluator is reused if it is also reported.
+        collected[threshold_split] = collect_split(
+            cfg, threshold_split, extractor, variables, mesh,
+            keep=cfg.eval.num_overlays if threshold_split in splits else 0)
+        tau_index = best_threshold_index(compute_result(collected[threshold_split][0]))
+    elif cfg.eval.tau is not None:
+        tau_index = fixed_threshold_index(cfg.eval.tau, cfg.eval.cam_curve_interval)
+    else:
+        print(f"no '{cfg.eval.threshold_split}' split to choose the CAM threshold on: MaxBoxAcc, "
+              f"MaxBoxAccV2 and PxAP are reported, Top-1 Loc and GT-known Loc at tau are not "
+              f"(give one with --config.eval.tau=<value>)")
+    tau = None  # the value of tau_index, read off the first split's threshold grid
 
     out_dir = workdir / "eval"
     writes = jax.process_index() == 0  # every process holds the merged result; one writes it
     if writes:
         out_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"threshold_split": threshold_split, "tau_index": tau_index, "tau": tau,
-               "checkpoint_step": step, "splits": {}}
+    summary = {"threshold_split": threshold_split, "tau_source": tau_source,
+               "tau_index": tau_index, "tau": None, "checkpoint_step": step, "splits": {}}
     results = {}
     for split in splits:
         evaluator, kept = collected.get(split) or collect_split(
             cfg, split, extractor, variables, mesh, keep=cfg.eval.num_overlays)
         result = compute_result(evaluator, tau_index)
+        if tau_index is not None:
+            tau = summary["tau"] = float(result["thresholds"][tau_index])
         results[split] = result
         summary["splits"][split] = _scalars(result)
         overlay_dir = out_dir / f"overlays_{split}"
         if writes:
             np.savez_compressed(out_dir / f"curves_{split}.npz",
                                 **{k: np.asarray(v) for k, v in result.items() if np.ndim(v) == 1})
-            overlay_dir = write_overlays(kept, overlay_dir, tau, size)
+            # Without a tau, the overlays draw the box at the split's own best one.
+            overlay_dir = write_overlays(kept, overlay_dir,
+                                         result["best_tau_gt_known"] if tau is None else tau, size)
         summary["splits"][split]["overlays"] = str(overlay_dir)
     report = out_dir / "report.md"
     if writes:
@@ -140,9 +152,31 @@ def evaluate(cfg: ml_collections.ConfigDict, workdir: str | Path, splits=None, d
     return summary
 
 
+def threshold_source(cfg: ml_collections.ConfigDict) -> tuple[str | None, str]:
+    """(the split tau is chosen on, or None; how tau is set, in words). eval.tau given wins; a
+    threshold split whose metadata folder does not exist is no error: the threshold-free
+    metrics are still reported (a user may hold only a test split)."""
+    if cfg.eval.tau is not None:
+        return None, f"given (eval.tau = {cfg.eval.tau})"
+    split = cfg.eval.threshold_split
+    if datasets.split_exists(cfg.data, split):
+        return split, f"chosen on '{split}' (max GT-known box accuracy there)"
+    return None, f"none: no '{split}' split"
+
+
+def fixed_threshold_index(tau: float, interval: float) -> int:
+    """The index of `tau` on the evaluator's grid 0, interval, 2 interval, ... < 1."""
+    index = round(tau / interval)
+    if not (0 <= index < round(1 / interval) and abs(index * interval - tau) < 1e-9):
+        raise ConfigError(f"eval.tau={tau} is not on the threshold grid 0, {interval}, "
+                          f"{2 * interval:g}, ... (eval.cam_curve_interval)")
+    return index
+
+
 def print_summary(summary: dict) -> None:
-    print(f"\nCAM threshold tau = {summary['tau']:.3f} chosen on '{summary['threshold_split']}' "
-          f"(max GT-known box accuracy there); '@best_tau' rows use each split's own best tau.")
+    print(f"\nCAM threshold tau: {summary['tau_source']}"
+          + ("" if summary["tau"] is None else f", tau = {summary['tau']:.3f}")
+          + "; '@best_tau' rows use each split's own best tau.")
     print(format_table(summary))
     print(f"\nmetrics: {summary['metrics_file']}\nreport:  {summary['report']}")
     for split, values in summary["splits"].items():
