@@ -4,9 +4,12 @@ Writes N photo-like JPEGs (500x375, quality 90 by default) in the metadata
 layout into a temporary folder, prepares them as TFDS records, then times
 
   read           the encoded bytes only (file read / record read + parse)
-  decode         read + decode to RGB (what every training image costs)
+  decode         read + decode to RGB (what every training image costs), by
+                 each decoder of the pipelines compared (Pillow, OpenCV)
   train batches  decode + resize 256 + random crop 224 + flip + normalise +
-                 batch, through `iterate` with its reader threads
+                 batch, through `iterate` with its reader threads, for each
+                 `data.resize` pipeline (pil_bilinear: Pillow decodes and
+                 resizes with antialiasing, the benchmark's; cv2_linear)
 
 for each thread count, in images per second. Example:
 
@@ -27,11 +30,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import PIL
 
 from wsolax.data import metadata as md
 from wsolax.data import tfds_builder, tfds_source
 from wsolax.data.image_io import decode_rgb
 from wsolax.data.pipeline import iterate, train_batches
+from wsolax.data.transforms import DECODER_OF, RESIZE_METHODS
 
 
 def _photo(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
@@ -76,10 +81,11 @@ def _rate(work, count: int, threads: int, repeats: int) -> float:
     return statistics.median(rates)
 
 
-def _batch_rate(meta, args, threads: int) -> float:
+def _batch_rate(meta, args, threads: int, resize: str) -> float:
     # Explicitly one process: asking jax would start its backend (and grab a GPU) for nothing.
     ds = train_batches(meta, batch_size=args.batch_size, resize_size=args.resize_size,
-                       crop_size=args.crop_size, seed=0, process_index=0, process_count=1)
+                       crop_size=args.crop_size, seed=0, resize=resize, process_index=0,
+                       process_count=1)
     batches = iterate(ds, num_threads=threads)
     next(batches)  # warm-up: thread start
     count = args.batches
@@ -110,6 +116,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=16, help="timed batches per setting")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=3, help="passes per read/decode timing")
+    parser.add_argument("--resize", nargs="+", default=list(RESIZE_METHODS),
+                        choices=RESIZE_METHODS, help="data.resize pipelines to compare")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -128,36 +136,42 @@ def main() -> None:
 
         work = {
             ("files", "read"): lambda k: paths[k].read_bytes(),
-            ("files", "decode"): lambda k: decode_rgb(paths[k]),
             ("tfds", "read"): lambda k: reader.records[k]["image"],
-            ("tfds", "decode"): reader,
         }
+        for method in args.resize:
+            decoder = DECODER_OF[method]
+            work[("files", f"decode {decoder}")] = (
+                lambda k, d=decoder: decode_rgb(paths[k], decoder=d))
+            work[("tfds", f"decode {decoder}")] = records.image_reader(decoder)
         results = []
         for threads in args.threads:
             for (source, stage), fn in work.items():
                 rate = _rate(fn, args.num_images, threads, args.repeats)
                 results.append(dict(source=source, stage=stage, threads=threads,
                                     images_per_s=round(rate, 1)))
-            for source, meta in (("files", folder), ("tfds", records)):
-                rate = _batch_rate(meta, args, threads)
-                results.append(dict(source=source, stage="train batches", threads=threads,
-                                    images_per_s=round(rate, 1)))
+            for method in args.resize:
+                for source, meta in (("files", folder), ("tfds", records)):
+                    rate = _batch_rate(meta, args, threads, method)
+                    results.append(dict(source=source, stage=f"train batches {method}",
+                                        threads=threads, images_per_s=round(rate, 1)))
 
     print(f"{args.num_images} JPEGs {args.width}x{args.height} q{args.quality} "
           f"(mean {file_kb:.0f} KB); train batches {args.batch_size} at "
           f"{args.resize_size}->{args.crop_size}; TFDS prepare {prepare_s:.1f} s")
-    print(f"{'stage':<14} {'source':<6} " + " ".join(f"{t:>3} thr img/s" for t in args.threads))
-    for stage in ("read", "decode", "train batches"):
+    print(f"{'stage':<26} {'source':<6} " + " ".join(f"{t:>3} thr img/s" for t in args.threads))
+    stages = ["read", *(f"decode {DECODER_OF[m]}" for m in args.resize),
+              *(f"train batches {m}" for m in args.resize)]
+    for stage in stages:
         for source in ("files", "tfds"):
             rates = [r["images_per_s"] for t in args.threads for r in results
                      if (r["stage"], r["source"], r["threads"]) == (stage, source, t)]
-            print(f"{stage:<14} {source:<6} " + " ".join(f"{x:>13.0f}" for x in rates))
+            print(f"{stage:<26} {source:<6} " + " ".join(f"{x:>13.0f}" for x in rates))
     if args.json:
         report = dict(
             settings=vars(args), mean_file_kb=round(file_kb, 1), tfds_prepare_s=round(prepare_s, 2),
             results=results,
             machine=dict(cpu=_cpu_model(), cpu_count=os.cpu_count(), python=platform.python_version(),
-                         opencv=cv2.__version__, niceness=os.nice(0),
+                         opencv=cv2.__version__, pillow=PIL.__version__, niceness=os.nice(0),
                          loadavg_before=load_before, loadavg_after=os.getloadavg()))
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
