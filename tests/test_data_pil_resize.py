@@ -129,3 +129,13 @@ def test_configs_choose_their_pipeline_and_a_typo_is_refused():
     assert load_config("configs/pretrain_objects.py").data.resize == "cv2_linear"
     with pytest.raises(ConfigError, match="data.resize"):
         load_config("configs/wsolevaluation.py:cub,cam,resnet50", ["--config.data.resize=pil"])
+
+
+def test_an_image_pillow_cannot_open_is_named(tmp_path):
+    from wsolax.data.errors import DatasetError
+    from wsolax.data.image_io import decode_rgb
+
+    bad = tmp_path / "Black_Footed_Albatross_0001.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    with pytest.raises(DatasetError, match="Black_Footed_Albatross_0001.jpg"):
+        decode_rgb(bad, decoder="pil")
