@@ -235,3 +235,17 @@ def test_a_worker_that_loses_the_race_to_create_the_storage_opens_it_again(tmp_p
                       "val", 0)
     study = study_module.open_study(spec, str(tmp_path / "s.db"), "x")
     assert len(calls) == 2 and study.user_attrs["search"] == spec.identity()
+
+
+def test_a_setting_the_method_refuses_is_a_failed_trial_not_a_crash(tmp_path):
+    # SPG's low threshold drawn above its high one (0.7 by default): the method's check refuses
+    # the setting before anything trains; the trial is failed with that reason and counts.
+    spec = _spec({"model.methods.spg.threshold_1l": ("uniform", 0.8, 0.9)},
+                 config="configs/synthetic_spg.py:runlocal")
+    study = run_search(_cfg(tmp_path, "configs/synthetic_spg.py:runlocal"), spec, 2,
+                       str(tmp_path / "s.db"), tmp_path / "out", log=lambda *_: None)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL] * 2
+    assert all(t.user_attrs["failure"].startswith("invalid setting:") and "threshold_1l"
+               in t.user_attrs["failure"] for t in trials)
+    assert not list((tmp_path / "out").glob("trial_*/checkpoints"))

@@ -41,6 +41,7 @@ from optuna.trial import TrialState
 
 from wsolax.config import ConfigError, validate
 from wsolax.localization.run import evaluate
+from wsolax.registry import selected_methods
 from wsolax.search.sampler import DRAW, SeededRandomSampler
 from wsolax.search.space import canonical, check_space, set_value
 from wsolax.training.loop import train
@@ -195,6 +196,10 @@ def trial_config(cfg: ml_collections.ConfigDict, values: dict, seed: int,
     c.train.progress_bar = False
     c.train.stop_on_nonfinite = True
     validate(c)
+    try:
+        selected_methods(c.model)  # each method's own checks of its hyperparameters
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     return c
 
 
