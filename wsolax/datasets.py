@@ -10,6 +10,7 @@ from wsolax.config import check_synthetic
 from wsolax.data import metadata as md
 from wsolax.data import tfds_source
 from wsolax.data import validate as data_validate
+from wsolax.data.transforms import DECODER_OF
 
 
 def dataset_roots(data_cfg: ml_collections.ConfigDict) -> tuple[Path, Path]:
@@ -54,7 +55,8 @@ def load_split(data_cfg: ml_collections.ConfigDict, split: str, check_files: boo
 def verify_split_images(data_cfg: ml_collections.ConfigDict, meta: md.SplitMetadata):
     """Decode every image of `meta` once: bad ones fail the run or, with data.bad_images='skip',
     are dropped from the split (the returned metadata)."""
-    bad = md.find_bad_images(meta, num_threads=max(1, data_cfg.num_threads))
+    bad = md.find_bad_images(meta, num_threads=max(1, data_cfg.num_threads),
+                             decoder=DECODER_OF[data_cfg.resize])
     problems = list(bad.values())
     if problems and data_cfg.get("bad_images", "fail") == "skip":
         print(f"data.bad_images='skip': dropped {len(bad)} of {len(meta)} image(s) of split "

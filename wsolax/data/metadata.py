@@ -388,13 +388,15 @@ def drop_images(meta: SplitMetadata, image_ids) -> SplitMetadata:
                                masks=kept(meta.masks))
 
 
-def find_bad_images(meta: SplitMetadata, num_threads: int = 8) -> dict[str, str]:
-    """Decodes every image of the split; bad image id -> what is wrong with it.
+def find_bad_images(meta: SplitMetadata, num_threads: int = 8,
+                    decoder: str = "cv2") -> dict[str, str]:
+    """Decodes every image of the split with `decoder` (the one training will use); bad image
+    id -> what is wrong with it.
 
     An image is bad if it does not decode or its size disagrees with
     image_sizes.txt (boxes would then be scaled wrongly). Empty: all good.
     """
-    reader = meta.image_reader()
+    reader = meta.image_reader(decoder)
 
     def check(index: int) -> str | None:
         try:

@@ -19,6 +19,7 @@ from PIL import Image
 
 from wsolax.data import metadata as md
 from wsolax.data.image_io import decode_grey
+from wsolax.data.transforms import DECODER_OF
 
 # First matching pattern names the kind of a reader's problem message (its wording).
 KINDS = (
@@ -139,7 +140,7 @@ def validate_split(data_cfg: ml_collections.ConfigDict, split: str, metadata_roo
 
     if decode:
         threads = max(1, data_cfg.num_threads)
-        bad = md.find_bad_images(meta, num_threads=threads)
+        bad = md.find_bad_images(meta, num_threads=threads, decoder=DECODER_OF[data_cfg.resize])
         if bad and split == data_cfg.train_split and data_cfg.bad_images == "skip":
             report.notes.append(f"data.bad_images='skip': training will drop {len(bad)} bad "
                                 f"image(s), e.g. {next(iter(bad.values()))}")
