@@ -77,10 +77,18 @@ def _moved_keys(definition: dict) -> dict:
     return out
 
 
-def definition_differences(stored: dict, current: dict) -> list[str]:
-    """'key: checkpoint <old> vs config <new>' for every key both define differently."""
+def definition_differences(stored: dict, current: dict,
+                           free: frozenset[str] = frozenset()) -> list[str]:
+    """'key: checkpoint <old> vs config <new>' for every key both define differently (keys in
+    `free` excepted)."""
     return [f"{k}: checkpoint {json.dumps(stored[k])} vs config {json.dumps(current[k])}"
-            for k in sorted(set(stored) & set(current)) if stored[k] != current[k]]
+            for k in sorted(set(stored) & set(current) - free) if stored[k] != current[k]]
+
+
+def eval_reading_keys(cfg: ml_collections.ConfigDict) -> frozenset[str]:
+    """The definition keys of the selected methods' eval-time readings (Method.eval_readings)."""
+    return frozenset(f"model.methods.{s.method.name}.{field}"
+                     for s in selected_methods(cfg.model) for field in s.method.eval_readings)
 
 
 _JSON_FILES = ("_CHECKPOINT_METADATA", "stamp/metadata", "state/_METADATA", "state/_sharding")
@@ -139,10 +147,14 @@ class Checkpointer:
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
-    def check_compatible(self, stamp: dict, step: int | None = None) -> None:
+    def check_compatible(self, stamp: dict, step: int | None = None,
+                         free: frozenset[str] = frozenset()) -> None:
+        """Refuse a checkpoint of another model; keys in `free` (eval-time readings, when
+        evaluating) may differ."""
         step = self.latest_step() if step is None else step
         stored = self.manager.restore(step, args=ocp.args.Composite(stamp=ocp.args.JsonRestore())).stamp
-        differences = definition_differences(_stored_definition(stored), stamp["definition"])
+        differences = definition_differences(_stored_definition(stored), stamp["definition"],
+                                             free)
         if not differences and stored["param_shapes"] != stamp["param_shapes"]:
             differences = ["parameter shapes differ (a model change the config does not show)"]
         if differences:
@@ -151,10 +163,12 @@ class Checkpointer:
                 f"config describes:\n  " + "\n  ".join(differences)
                 + "\nuse another workdir or the config that wrote it")
 
-    def restore(self, target, stamp: dict, step: int | None = None, partial: bool = False):
+    def restore(self, target, stamp: dict, step: int | None = None, partial: bool = False,
+                free: frozenset[str] = frozenset()):
         """Restore into the structure/shardings of `target` (a train state) after checking the
-        stamp. `partial`: `target` is a dict of some of the state's fields (evaluation restores
-        step, params and batch_stats, and never needs the optimizer's state).
+        stamp (keys in `free` may differ). `partial`: `target` is a dict of some of the state's
+        fields (evaluation restores step, params and batch_stats, and never needs the
+        optimizer's state).
 
         Without `step`: the newest checkpoint that restores; each damaged newer one is reported on
         stderr (step and file) and listed in `self.damaged`, and left where it is.
@@ -166,7 +180,7 @@ class Checkpointer:
         self.damaged, problems = [], []
         for s in steps:
             try:
-                self.check_compatible(stamp, s)
+                self.check_compatible(stamp, s, free)
                 restored = self.manager.restore(s, args=ocp.args.Composite(
                     state=_restore_args(abstract, partial)))
             except CheckpointError:
@@ -205,7 +219,8 @@ def restore_model(cfg: ml_collections.ConfigDict, workdir: str | Path, mesh
                   ) -> tuple[WSOLModel, dict, int]:
     """(model, variables, step) of the latest checkpoint in `workdir`, replicated over `mesh`, for
     evaluation or export: no optimizer and no training data are needed. A checkpoint of another
-    model is refused with the differing keys named."""
+    model is refused with the differing keys named; the methods' eval-time readings may differ
+    (the config's are used)."""
     model = build_model(cfg)
     shape = (1, cfg.data.crop_size, cfg.data.crop_size, 3)
     repl = sharding.replicated(mesh)
@@ -217,7 +232,8 @@ def restore_model(cfg: ml_collections.ConfigDict, workdir: str | Path, mesh
     try:
         if ckpt.latest_step() is None:
             raise CheckpointError(f"no checkpoint in {Path(workdir) / 'checkpoints'}; train first")
-        restored = ckpt.restore(target, model_stamp(cfg, abstract["params"]), partial=True)
+        restored = ckpt.restore(target, model_stamp(cfg, abstract["params"]), partial=True,
+                                free=eval_reading_keys(cfg))
     finally:
         ckpt.close()
     variables = {"params": restored["params"]}

@@ -51,12 +51,19 @@ class Method:
     transform: Callable[..., Batch] | None = None
     forward: Callable[..., tuple[dict, dict]] | None = None
     loss: Callable[..., Callable] | None = None
+    # Hyperparameters that only choose how the trained model is read at test time (a reading of
+    # the paper, docs/methods.md): a checkpoint may be evaluated under any of their values.
+    eval_readings: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not dataclasses.is_dataclass(self.hparams):
             raise TypeError(f"method '{self.name}': hparams must be a dataclass type")
         if not any((self.layer, self.head, self.transform, self.forward, self.loss)):
             raise ValueError(f"method '{self.name}' uses no hook")
+        unknown = set(self.eval_readings) - {f.name for f in dataclasses.fields(self.hparams)}
+        if unknown:
+            raise ValueError(f"method '{self.name}': eval_readings {sorted(unknown)} are not "
+                             f"hyperparameters")
 
 
 def hparam_names(method: Method) -> tuple[str, ...]:

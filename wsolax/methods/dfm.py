@@ -144,4 +144,4 @@ class DFM(nn.Module):
 
 
 # Selected by `config.model.inserts`; hyperparameters: the fields of DFM (model.methods.dfm).
-METHOD = layer_method("dfm", DFM)
+METHOD = layer_method("dfm", DFM, eval_readings=("eval_output",))

@@ -121,4 +121,4 @@ def loss(hp: WhereToLookHparams, steps_per_epoch: int):
 
 
 METHOD = Method(name=NAME, hparams=WhereToLookHparams, head=head, transform=transform,
-                forward=forward, loss=loss)
+                forward=forward, loss=loss, eval_readings=("eval_input", "test_branch"))
