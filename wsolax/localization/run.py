@@ -22,6 +22,7 @@ from wsolax.data import pipeline
 from wsolax.data.metadata import load_mask
 from wsolax.localization.cams import gt_scoremaps, make_cam_extractor
 from wsolax.evaluation.evaluator import WSOLEvaluator, best_threshold_index
+from wsolax.evaluation.protocol import make_thresholds
 from wsolax.localization.processes import merge_across_processes
 from wsolax.localization.report import format_table, write_overlays, write_report
 
@@ -118,21 +119,20 @@ def evaluate(cfg: ml_collections.ConfigDict, workdir: str | Path, splits=None, d
         print(f"no '{cfg.eval.threshold_split}' split to choose the CAM threshold on: MaxBoxAcc, "
               f"MaxBoxAccV2 and PxAP are reported, Top-1 Loc and GT-known Loc at tau are not "
               f"(give one with --config.eval.tau=<value>)")
-    tau = None  # the value of tau_index, read off the first split's threshold grid
+    thresholds = make_thresholds(cfg.eval.cam_curve_interval)  # every evaluator's grid
+    tau = None if tau_index is None else float(thresholds[tau_index])
 
     out_dir = workdir / "eval"
     writes = jax.process_index() == 0  # every process holds the merged result; one writes it
     if writes:
         out_dir.mkdir(parents=True, exist_ok=True)
     summary = {"threshold_split": threshold_split, "tau_source": tau_source,
-               "tau_index": tau_index, "tau": None, "checkpoint_step": step, "splits": {}}
+               "tau_index": tau_index, "tau": tau, "checkpoint_step": step, "splits": {}}
     results = {}
     for split in splits:
         evaluator, kept = collected.get(split) or collect_split(
             cfg, split, extractor, variables, mesh, keep=cfg.eval.num_overlays)
         result = compute_result(evaluator, tau_index)
-        if tau_index is not None:
-            tau = summary["tau"] = float(result["thresholds"][tau_index])
         results[split] = result
         summary["splits"][split] = _scalars(result)
         overlay_dir = out_dir / f"overlays_{split}"
@@ -166,8 +166,9 @@ def threshold_source(cfg: ml_collections.ConfigDict) -> tuple[str | None, str]:
 
 def fixed_threshold_index(tau: float, interval: float) -> int:
     """The index of `tau` on the evaluator's grid 0, interval, 2 interval, ... < 1."""
-    index = round(tau / interval)
-    if not (0 <= index < round(1 / interval) and abs(index * interval - tau) < 1e-9):
+    thresholds = make_thresholds(interval)
+    index = int(np.abs(thresholds - tau).argmin())
+    if abs(thresholds[index] - tau) >= 1e-9:
         raise ConfigError(f"eval.tau={tau} is not on the threshold grid 0, {interval}, "
                           f"{2 * interval:g}, ... (eval.cam_curve_interval)")
     return index
